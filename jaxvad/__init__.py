@@ -1,0 +1,3 @@
+"""jaxvad: industrial video anomaly detection in JAX/Flax."""
+
+__version__ = "0.1.0"

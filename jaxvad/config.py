@@ -1,0 +1,241 @@
+"""Typed experiment configs: TOML files under configs/, validated into dataclasses.
+
+A config has four fixed sections (`data`, `train`, `score`) plus `model`, whose
+schema belongs to the method named by the top-level `method` key (each method
+module exports a `ModelConfig` dataclass). Every key is checked: an unknown key
+or a value of the wrong type is a `ConfigError` that names the key.
+
+Any key can be overridden with `section.key=value` strings (the value is parsed
+as a TOML value, so `train.steps=200`, `model.features=[16, 32]`,
+`data.grayscale=false`; bare words such as `data.scene=conveyor` are strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import pathlib
+import tomllib
+import types
+import typing
+from typing import Any
+
+from jaxvad.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the frames come from and how they are cut into windows."""
+  dataset: str = "synth"            # "synth" (the embedded benchmark)
+  scene: str = "pickplace"          # synth scene: pickplace | conveyor
+  preset: str = "tiny"              # synth preset: tiny | small | paper
+  root: str = "data/synth/tiny"     # folder holding <scene>/ of the rendered benchmark (cache)
+  seed: int = 0                     # renderer seed
+  size: tuple[int, ...] = ()        # (H, W) to resize frames to; () keeps the stored size
+  grayscale: bool = True
+  window: int = 8                   # frames per training window (T)
+  stride: int = 2                   # step between training windows
+
+  def validate(self):
+    _check(self.dataset in ("synth",), "data.dataset", self.dataset, "one of: synth")
+    _check(self.window >= 1, "data.window", self.window, "an integer >= 1")
+    _check(self.stride >= 1, "data.stride", self.stride, "an integer >= 1")
+    _check(len(self.size) in (0, 2) and all(s > 0 for s in self.size),
+           "data.size", self.size, "[] or [H, W] with positive sizes")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation and checkpointing."""
+  steps: int = 1000
+  batch_size: int = 16              # global batch, split over all devices
+  learning_rate: float = 1e-3
+  seed: int = 0                     # parameter init, data order and step RNG
+  compute_dtype: str = "float32"    # float32 | bfloat16 (parameters stay float32)
+  checkpoint_every: int = 250
+  keep_checkpoints: int = 2
+  log_every: int = 25               # also how often the loss is checked for NaN
+
+  def validate(self):
+    _check(self.steps >= 1, "train.steps", self.steps, "an integer >= 1")
+    _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+    _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "a positive number")
+    _check(self.compute_dtype in ("float32", "bfloat16"), "train.compute_dtype",
+           self.compute_dtype, "float32 or bfloat16")
+    _check(self.checkpoint_every >= 1, "train.checkpoint_every", self.checkpoint_every,
+           "an integer >= 1")
+    _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints,
+           "an integer >= 1")
+    _check(self.log_every >= 1, "train.log_every", self.log_every, "an integer >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+  """How per-frame scores are computed from a trained model."""
+  smoothing: int = 1                # centred moving-average window over per-frame scores
+  batch_size: int = 16              # windows per scoring batch
+
+  def validate(self):
+    _check(self.smoothing >= 1, "score.smoothing", self.smoothing, "an integer >= 1")
+    _check(self.batch_size >= 1, "score.batch_size", self.batch_size, "an integer >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  name: str
+  method: str
+  data: DataConfig
+  train: TrainConfig
+  score: ScoreConfig
+  model: Any                        # the method's ModelConfig dataclass
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def available_configs() -> list[str]:
+  """Names of the configs shipped with jaxvad (usable as `--config NAME`)."""
+  files = importlib.resources.files("jaxvad.configs")
+  return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def load_config(name_or_path: str | pathlib.Path, overrides: typing.Sequence[str] = ()) -> Config:
+  """Loads a config by shipped name (`demo`) or file path, applies overrides and validates.
+
+  Args:
+    name_or_path: a name from `available_configs()` or a path to a `.toml` file.
+    overrides: `section.key=value` strings, applied in order.
+
+  Returns:
+    The validated `Config`.
+
+  Raises:
+    ConfigError: unknown config, unknown key, bad value; the message names the key.
+  """
+  path = pathlib.Path(name_or_path)
+  if path.suffix == ".toml" or path.exists():
+    if not path.is_file():
+      raise ConfigError(f"config file {path} does not exist")
+    text, source = path.read_text(), str(path)
+  else:
+    files = importlib.resources.files("jaxvad.configs")
+    resource = files / f"{name_or_path}.toml"
+    if not resource.is_file():
+      raise ConfigError(f"unknown config {name_or_path!r}: give a .toml path or one of "
+                        f"{', '.join(available_configs())}")
+    text, source = resource.read_text(), f"configs/{name_or_path}.toml"
+  try:
+    raw = tomllib.loads(text)
+  except tomllib.TOMLDecodeError as e:
+    raise ConfigError(f"{source} is not valid TOML: {e}") from None
+  for override in overrides:
+    _apply_override(raw, override)
+  return config_from_dict(raw, source=source)
+
+
+def config_from_dict(raw: dict, *, source: str = "config") -> Config:
+  """Builds and validates a `Config` from a nested dict (as read from TOML or JSON)."""
+  from jaxvad import methods  # late: methods import models, which import jax
+
+  raw = dict(raw)
+  unknown = set(raw) - {f.name for f in dataclasses.fields(Config)}
+  if unknown:
+    raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; "
+                      f"expected name, method, data, train, score, model")
+  method_name = raw.get("method")
+  if not isinstance(method_name, str):
+    raise ConfigError(f"{source}: `method` must be set to one of {methods.names()}")
+  method = methods.get(method_name)
+  return Config(
+      name=_coerce(raw.get("name", method_name), str, "name"),
+      method=method_name,
+      data=_build(DataConfig, raw.get("data", {}), "data"),
+      train=_build(TrainConfig, raw.get("train", {}), "train"),
+      score=_build(ScoreConfig, raw.get("score", {}), "score"),
+      model=_build(method.ModelConfig, raw.get("model", {}), "model"),
+  )
+
+
+def _apply_override(raw: dict, override: str) -> None:
+  key, sep, value = override.partition("=")
+  key = key.strip()
+  if not sep or not key:
+    raise ConfigError(f"override {override!r} must look like section.key=value")
+  try:
+    parsed = tomllib.loads(f"v = {value}")["v"]
+  except tomllib.TOMLDecodeError:
+    parsed = value.strip()  # a bare word is a string
+  *parents, leaf = key.split(".")
+  node = raw
+  for part in parents:
+    node = node.setdefault(part, {})
+    if not isinstance(node, dict):
+      raise ConfigError(f"override {override!r}: {part} is not a section")
+  node[leaf] = parsed
+
+
+def _build(cls, values: dict, section: str):
+  if not isinstance(values, dict):
+    raise ConfigError(f"`{section}` must be a table of keys, got {values!r}")
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = set(values) - set(fields)
+  if unknown:
+    raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in sorted(unknown))}; "
+                      f"{section} accepts: {', '.join(fields)}")
+  hints = typing.get_type_hints(cls)
+  kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+  obj = cls(**kwargs)
+  if hasattr(obj, "validate"):
+    obj.validate()
+  return obj
+
+
+def _coerce(value, annotation, key: str):
+  """Checks `value` against a field annotation (str/int/float/bool, tuples, optionals)."""
+  origin = typing.get_origin(annotation)
+  if origin in (typing.Union, types.UnionType):
+    options = typing.get_args(annotation)
+    if value is None and type(None) in options:
+      return None
+    errors = []
+    for option in options:
+      if option is type(None):
+        continue
+      try:
+        return _coerce(value, option, key)
+      except ConfigError as e:
+        errors.append(str(e))
+    raise ConfigError(errors[0])
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      raise ConfigError(f"{key} must be a list, got {value!r}")
+    args = typing.get_args(annotation)
+    item_type = args[0] if args else Any
+    return tuple(_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
+  if annotation is Any:
+    return value
+  if annotation is bool:
+    if not isinstance(value, bool):
+      raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+  if annotation is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ConfigError(f"{key} must be an integer, got {value!r}")
+    return value
+  if annotation is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f"{key} must be a number, got {value!r}")
+    return float(value)
+  if annotation is str:
+    if not isinstance(value, str):
+      raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+  raise TypeError(f"config field {key} has an unsupported annotation {annotation!r}")
+
+
+def _check(ok: bool, key: str, value, expected: str) -> None:
+  if not ok:
+    raise ConfigError(f"{key} = {value!r} is invalid: expected {expected}")

@@ -1,0 +1,255 @@
+"""The one trainer: mesh and sharding, jitted step, orbax checkpoints, resume, progress.
+
+Every method plugs in through the contract of `jaxvad.methods` (`create_state`,
+`train_step`); the loop below knows nothing about models or losses.
+
+Determinism: batch k is a pure function of (seed, k) (see `data.pipeline.train_dataset`)
+and step RNG is `fold_in(state.rng, state.step)`, so a run killed and resumed from its
+last checkpoint ends with the same parameters as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxvad import config as config_lib
+from jaxvad import methods
+from jaxvad.data import datasets, pipeline
+from jaxvad.errors import ConfigError, TrainingError
+
+DATA_AXIS = "data"
+CONFIG_FILE = "config.json"
+LOG_FILE = "train_log.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class TrainState(train_state.TrainState):
+  """Optimizer state + a base RNG key (+ BatchNorm statistics for models that have them)."""
+  rng: jax.Array
+  batch_stats: Any = None
+
+
+# --------------------------------------------------------------------------- mesh & sharding
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh over all devices (of every process) with the batch axis `data`."""
+  devices = np.asarray(devices if devices is not None else jax.devices())
+  return Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over `data`; every other axis whole."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+  """Assembles this process's slice of the global batch into global, sharded jax.Arrays."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
+  """`step_fn(state, batch) -> (state, metrics)` compiled once, state donated (updated in place)."""
+  return jax.jit(step_fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=(0,))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_manager(workdir: pathlib.Path, *, keep: int) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options)
+
+
+def restore_state(manager: ocp.CheckpointManager, like_state, step: int | None = None):
+  """Restores the checkpoint at `step` (default: latest) into the structure/sharding of `like_state`."""
+  step = manager.latest_step() if step is None else step
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def write_json_atomic(path: pathlib.Path, obj) -> None:
+  """Writes JSON to a temporary file and renames it over `path` (never half-written)."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+# Keys that may differ between a run and its resumption: they do not change the trajectory.
+_RESUMABLE_KEYS = {("train", "steps"), ("train", "log_every"), ("train", "checkpoint_every"),
+                   ("train", "keep_checkpoints"), ("score", "smoothing"), ("score", "batch_size"),
+                   ("name",)}
+
+
+def _config_differences(saved: dict, current: dict, prefix=()) -> list[str]:
+  diffs = []
+  for key in sorted(set(saved) | set(current)):
+    path = prefix + (key,)
+    a, b = saved.get(key), current.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += _config_differences(a, b, path)
+    elif path not in _RESUMABLE_KEYS and a != b:
+      diffs.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
+  return diffs
+
+
+def _jsonable(config: config_lib.Config) -> dict:
+  return json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as after a round trip
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool = False,
+          clips: Sequence[np.ndarray] | None = None, progress: bool = True,
+          hooks: Sequence[Callable[[int, dict], None]] = (),
+          devices: Sequence[jax.Device] | None = None):
+  """Trains `config.method` and checkpoints into `workdir`.
+
+  Args:
+    config: a validated config.
+    workdir: run folder: config.json, checkpoints/, train_log.jsonl.
+    resume: continue from the latest checkpoint in `workdir`. Without it, a workdir that
+      already holds checkpoints is an error (nothing written is overwritten).
+    clips: training frames, uint8 `[T_i, H, W, C]` each; default: the config's train split.
+    progress: show a progress bar.
+    hooks: `hook(step, metrics)` called after every step (metrics are device arrays).
+    devices: devices of the mesh; default all.
+
+  Returns:
+    The final `TrainState` (replicated over the mesh).
+  """
+  workdir = pathlib.Path(workdir)
+  method = methods.get(config.method)
+  cfg = config.train
+
+  # ---- Set up the mesh: one `data` axis over every device of every process.
+  mesh = make_mesh(devices)
+  if cfg.batch_size % mesh.size:
+    raise ConfigError(f"train.batch_size = {cfg.batch_size} must be divisible by the number of "
+                      f"devices ({mesh.size}); pick a multiple of {mesh.size}")
+
+  # ---- Input pipeline: batch k is a pure function of (seed, k).
+  if clips is None:
+    clips = [c.frames for c in datasets.load_split(config.data, "train")]
+  dataset = pipeline.train_dataset(clips, window=config.data.window, stride=config.data.stride,
+                                   global_batch_size=cfg.batch_size, seed=cfg.seed)
+
+  # ---- Create the state (or restore it).
+  workdir.mkdir(parents=True, exist_ok=True)
+  manager = checkpoint_manager(workdir, keep=cfg.keep_checkpoints)
+  config_json = _jsonable(config)
+  config_path = workdir / CONFIG_FILE
+  if manager.latest_step() is not None:
+    if not resume:
+      raise ConfigError(f"{workdir} already holds checkpoints (latest step "
+                        f"{manager.latest_step()}); pass --resume to continue that run, or "
+                        f"choose a new --workdir")
+    diffs = _config_differences(json.loads(config_path.read_text()), config_json)
+    if diffs:
+      raise ConfigError(f"cannot resume {workdir}: its config differs in {'; '.join(diffs)}")
+  rng = jax.random.PRNGKey(cfg.seed)
+  example = dataset[0]
+  state = method.create_state(config, rng, example)
+  state = jax.device_put(state, replicated(mesh))
+  if manager.latest_step() is not None:
+    state = restore_state(manager, state)
+  write_json_atomic(config_path, config_json)
+
+  # ---- Update step: compiled once; the state buffers are donated.
+  step_fn = jit_train_step(method.train_step, mesh)
+
+  # ---- Loop.
+  start = int(state.step)
+  log_path = workdir / LOG_FILE
+  bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=f"train {config.name}",
+             disable=not progress or jax.process_index() != 0, dynamic_ncols=True)
+  batches = pipeline.prefetch(dataset, start_step=start) if start < cfg.steps else iter(())
+  try:
+    for step in range(start + 1, cfg.steps + 1):
+      state, metrics = step_fn(state, shard_batch(next(batches), mesh))
+      for hook in hooks:
+        hook(step, metrics)
+      if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not all(math.isfinite(v) for v in host.values()):
+          last = manager.latest_step()
+          raise TrainingError(
+              f"non-finite training metrics at step {step}: {host}. The last good checkpoint "
+              f"(step {last}) is kept in {workdir / CHECKPOINT_DIR}; lower train.learning_rate "
+              f"or try train.compute_dtype=float32, then rerun with --resume.")
+        with open(log_path, "a") as f:
+          f.write(json.dumps({"step": step, **host}) + "\n")
+        bar.set_postfix({k: f"{v:.4g}" for k, v in host.items()})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+          # The metrics describe the state before this update: check the updated one too.
+          if not bool(_all_finite(state.params)):
+            raise TrainingError(
+                f"parameters became non-finite at step {step}; the last good checkpoint "
+                f"(step {manager.latest_step()}) is kept in {workdir / CHECKPOINT_DIR}; lower "
+                f"train.learning_rate, then rerun with --resume.")
+          manager.save(step, args=ocp.args.StandardSave(state))
+      bar.update(1)
+  finally:
+    bar.close()
+    manager.wait_until_finished()  # an interrupted run still leaves its last checkpoint whole
+    manager.close()
+  return state
+
+
+def load_trained(workdir: str | os.PathLike, *, step: int | None = None):
+  """Rebuilds a trained run from `workdir`: its config and the (latest) checkpointed state.
+
+  Returns:
+    (config, state) with the state on the default device.
+  """
+  workdir = pathlib.Path(workdir)
+  config_path = workdir / CONFIG_FILE
+  if not config_path.is_file():
+    raise ConfigError(f"{workdir} is not a training run folder: {CONFIG_FILE} is missing "
+                      f"(train one with `jaxvad train --workdir {workdir}`)")
+  config = config_lib.config_from_dict(json.loads(config_path.read_text()), source=str(config_path))
+  manager = checkpoint_manager(workdir, keep=config.train.keep_checkpoints)
+  try:
+    if manager.latest_step() is None:
+      raise ConfigError(f"{workdir / CHECKPOINT_DIR} holds no checkpoint yet: training has not "
+                        f"reached train.checkpoint_every = {config.train.checkpoint_every} steps")
+    method = methods.get(config.method)
+    example = {"frames": np.zeros((1, config.data.window) + frame_shape(config), np.uint8)}
+    like = method.create_state(config, jax.random.PRNGKey(0), example)
+    state = restore_state(manager, like, step)
+  finally:
+    manager.close()
+  return config, state
+
+
+def frame_shape(config: config_lib.Config) -> tuple[int, int, int]:
+  h, w = config.data.size or datasets.stored_size(config.data)
+  return (h, w, 1 if config.data.grayscale else 3)
+
+
+__all__ = ["TrainState", "make_mesh", "batch_sharding", "replicated", "shard_batch",
+           "jit_train_step", "checkpoint_manager", "restore_state", "train", "load_trained"]

@@ -1,0 +1,59 @@
+import pytest
+
+from jaxvad import config as config_lib
+from jaxvad.errors import ConfigError
+
+
+def test_every_shipped_config_loads():
+  names = config_lib.available_configs()
+  assert "demo" in names
+  for name in names:
+    cfg = config_lib.load_config(name)
+    assert cfg.method == "convlstm_ae"
+
+
+def test_overrides_are_typed():
+  cfg = config_lib.load_config("demo", ["train.steps=7", "model.features=[4, 8]",
+                                        "data.grayscale=false", "data.scene=conveyor",
+                                        "train.learning_rate=1"])
+  assert cfg.train.steps == 7
+  assert cfg.model.features == (4, 8)
+  assert cfg.data.grayscale is False
+  assert cfg.data.scene == "conveyor"
+  assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stepz=3", "train.stepz"),
+    ("bogus.key=1", "bogus"),
+    ("train.steps=abc", "train.steps must be an integer"),
+    ("train.steps=1.5", "train.steps must be an integer"),
+    ("train.steps=0", "train.steps"),
+    ("data.grayscale=1", "data.grayscale must be true or false"),
+    ("model.features=3", "model.features must be a list"),
+    ("model.features=[4, 'x']", r"model.features\[1\]"),
+    ("train.compute_dtype=float16", "train.compute_dtype"),
+    ("data.size=[64]", "data.size"),
+    ("method=nope", "unknown method 'nope'"),
+    ("no_equals_sign", "section.key=value"),
+])
+def test_bad_values_name_the_key(override, message):
+  with pytest.raises(ConfigError, match=message):
+    config_lib.load_config("demo", [override])
+
+
+def test_unknown_config_and_bad_file(tmp_path):
+  with pytest.raises(ConfigError, match="unknown config 'nope'.*demo"):
+    config_lib.load_config("nope")
+  bad = tmp_path / "bad.toml"
+  bad.write_text("name = [unclosed")
+  with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+    config_lib.load_config(bad)
+  with pytest.raises(ConfigError, match="does not exist"):
+    config_lib.load_config(tmp_path / "missing.toml")
+
+
+def test_round_trip_through_dict():
+  cfg = config_lib.load_config("demo", ["train.steps=9"])
+  again = config_lib.config_from_dict(cfg.to_dict())
+  assert again == cfg
