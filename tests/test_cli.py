@@ -1,0 +1,157 @@
+"""The `jaxvad` command line: help texts, error exits, and synth → demo → eval → score on tiny data."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from jaxvad import cli
+from jaxvad import train
+from jaxvad.data import datasets
+from jaxvad.data import video
+
+COMMANDS = ("synth", "train", "score", "eval", "demo")
+
+# A demo small enough for a test: 16×16 frames of the tiny benchmark, 4 steps.
+TINY_OVERRIDES = [
+    "model.features=[4,8]", "model.lstm_features=8", "train.steps=4", "train.batch_size=8",
+    "train.checkpoint_every=2", "train.log_every=2", "data.window=4", "data.stride=4",
+    "data.size=[16,16]",
+]
+
+
+def run_cli(argv, capsys):
+  code = cli.main([str(a) for a in argv])
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def test_top_level_help_lists_every_command(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  for command in COMMANDS:
+    assert command in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_its_own_help(command, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main([command, "--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  assert f"usage: jaxvad {command}" in out
+  # The description, not just the usage line, is shown.
+  description = cli.build_parser()._subparsers._group_actions[0].choices[command].description
+  assert description and description.split()[0] in out
+
+
+def test_list_configs_names_the_shipped_configs(capsys):
+  code, out, _ = run_cli(["train", "--list-configs"], capsys)
+  assert code == 0
+  assert "demo" in out.split()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--config", "no_such_config"], "no_such_config"),
+    (["train", "train.no_such_key=3"], "train.no_such_key"),
+    (["train", "train.steps=many"], "train.steps"),
+    (["eval", "--workdir", "{tmp}/missing_run"], "missing_run"),
+    (["score", "--workdir", "{tmp}/missing_run", "{tmp}/clip.mp4"], "missing_run"),
+])
+def test_bad_input_exits_2_with_a_message_naming_it(argv, expected, tmp_path, capsys):
+  argv = [a.format(tmp=tmp_path) for a in argv]
+  code, out, err = run_cli(argv, capsys)
+  assert code == 2
+  assert err.startswith(f"jaxvad {argv[0]}: error:")
+  assert expected in err
+  assert "Traceback" not in err + out
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+  """One tiny demo run shared by the end-to-end tests below."""
+  root = tmp_path_factory.mktemp("cli")
+  data_root = root / "synth"
+  code = cli.main(["synth", "--preset", "tiny", "--out", str(data_root)])
+  assert code == 0
+  workdir, report = root / "run", root / "report"
+  code = cli.main(["demo", "--workdir", str(workdir), "--out", str(report),
+                   f"data.root={data_root}", *TINY_OVERRIDES])
+  assert code == 0
+  return {"data_root": data_root, "workdir": workdir, "report": report}
+
+
+def datasets_config(demo_run):
+  config, _ = train.load_trained(demo_run["workdir"])
+  return config.data
+
+
+def test_synth_is_cached_and_not_rendered_twice(demo_run, capsys):
+  code, out, _ = run_cli(["synth", "--preset", "tiny", "--out", demo_run["data_root"]], capsys)
+  assert code == 0 and "already rendered" in out
+
+
+def test_demo_writes_a_complete_report(demo_run):
+  report = demo_run["report"]
+  metrics = json.loads((report / "metrics.json").read_text())
+  for split in ("all", "no_distractors", "with_distractors"):
+    assert 0.0 <= metrics["metrics"][split]["auroc"] <= 1.0
+  assert metrics["timings"]["train_s"] >= 0
+  assert (report / "overview.png").stat().st_size > 0
+
+  test_clips = datasets.load_split(datasets_config(demo_run), "test")
+  with open(report / "scores.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == sum(len(c.frames) for c in test_clips)
+  assert {r["clip"] for r in rows} == {c.name for c in test_clips}
+  assert len(list((report / "plots").glob("*.png"))) == len(test_clips)
+
+
+def test_demo_rerun_reuses_the_finished_run(demo_run, capsys):
+  code, out, _ = run_cli(["demo", "--workdir", demo_run["workdir"], "--out",
+                          demo_run["report"] / "again", f"data.root={demo_run['data_root']}",
+                          *TINY_OVERRIDES], capsys)
+  assert code == 0
+  first = json.loads((demo_run["report"] / "metrics.json").read_text())["metrics"]
+  again = json.loads((demo_run["report"] / "again" / "metrics.json").read_text())["metrics"]
+  assert again == first
+
+
+def test_eval_reproduces_the_demo_metrics(demo_run, tmp_path, capsys):
+  code, out, _ = run_cli(["eval", "--workdir", demo_run["workdir"], "--report", tmp_path], capsys)
+  assert code == 0 and "auroc" in out.lower()
+  evaluated = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+  demo = json.loads((demo_run["report"] / "metrics.json").read_text())["metrics"]
+  assert evaluated == demo
+
+
+def test_score_writes_one_row_per_frame_of_a_frame_folder(demo_run, tmp_path, capsys):
+  clip = datasets.load_split(datasets_config(demo_run), "test")[0]
+  folder = next(demo_run["data_root"].glob(f"pickplace/test/{clip.name}"))
+  out = tmp_path / "scores.csv"
+  code, stdout, _ = run_cli(["score", "--workdir", demo_run["workdir"], folder, "--out", out],
+                            capsys)
+  assert code == 0 and str(out) in stdout
+  with open(out) as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r["frame"]) for r in rows] == list(range(len(clip.frames)))
+  psnr = np.array([float(r["psnr"]) for r in rows])
+  assert np.all(np.isfinite(psnr))
+  # Without smoothing the score is exactly -PSNR (to the CSV's 4 decimals).
+  np.testing.assert_allclose([float(r["score"]) for r in rows], -psnr, atol=1e-4)
+
+  # The same frames through `jaxvad eval` get the same PSNR.
+  with open(demo_run["report"] / "scores.csv") as f:
+    eval_rows = [r for r in csv.DictReader(f) if r["clip"] == clip.name]
+  np.testing.assert_allclose([float(r["psnr"]) for r in eval_rows], psnr, atol=2e-3)
+
+
+def test_score_refuses_a_clip_shorter_than_the_window(demo_run, tmp_path, capsys):
+  clip = datasets.load_split(datasets_config(demo_run), "test")[0]
+  short = tmp_path / "short"
+  video.write_frames(short, clip.frames[:2])
+  code, _, err = run_cli(["score", "--workdir", demo_run["workdir"], short], capsys)
+  assert code == 2 and "short" in err and "at least" in err
