@@ -19,6 +19,10 @@ def _progress(desc: str):
   return lambda items: tqdm(items, desc=desc, unit="clip", dynamic_ncols=True)
 
 
+def _progress_named(items, desc: str):
+  return _progress(desc)(items)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -80,12 +84,25 @@ def cmd_score(args) -> None:
 def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | None = None):
   from jaxvad import evaluate, report
   from jaxvad.data import datasets
+  from jaxvad.errors import DataError
   clips = datasets.load_split(config.data, split)
-  result = evaluate.evaluate_clips(config, state, clips, progress=_progress(f"score {split}"))
+  val_clips = []
+  if config.score.threshold != "none" and split != "val":
+    try:
+      val_clips = datasets.load_split(config.data, "val")
+    except DataError as e:  # public layouts mostly have no validation split
+      print(f"no validation split, so no threshold is calibrated: {e}")
+  result = evaluate.evaluate_clips(config, state, clips, val_clips=val_clips,
+                                   progress=_progress_named)
   extra = {"config": config.to_dict(), "split": split, **(extra or {})}
   out = report.write_report(report_dir, result, extra=extra)
+  print(f"protocol {result['protocol']['name']!r}: {result['protocol']['description']}")
+  if result["threshold"]:
+    t = result["threshold"]
+    print(f"threshold {t['value']:.4g} ({t['method']} {t['params']}, calibrated on "
+          f"{t['stats'].get('val_clips')} normal validation clips)")
   print(report.format_table(result["metrics"]))
-  print(f"report: {out}/ (metrics.json, scores.csv, overview.png, plots/)")
+  print(f"report: {out / 'report.html'} (and metrics.json, per_video.csv, scores.csv, PNGs)")
   return result
 
 

@@ -22,14 +22,25 @@ from typing import Any
 
 from jaxvad.errors import ConfigError
 
+# Kept here (not imported) so that loading a config does not import the evaluation stack;
+# tests/test_config.py checks they match jaxvad.protocol, jaxvad.thresholds and data.public.
+PROTOCOL_NAMES = ("jaxvad", "ano_pred", "macro")
+# Threshold methods calibrated on normal validation frames -> their parameter's keyword.
+THRESHOLD_PARAMS = {"mean_k_std": "k", "margin_from_worst": "margin",
+                    "target_false_alarm_rate": "rate"}
+PUBLIC_LAYOUTS = ("ucsd", "avenue", "shanghaitech", "frames", "intervals")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the frames come from and how they are cut into windows."""
-  dataset: str = "synth"            # "synth" (the embedded benchmark)
+  dataset: str = "synth"            # "synth" (the embedded benchmark), a public layout
+                                    # (ucsd | avenue | shanghaitech | frames | intervals) or
+                                    # "auto" (detected from the folder; see data/public.py)
   scene: str = "pickplace"          # synth scene: pickplace | conveyor
   preset: str = "tiny"              # synth preset: tiny | small | paper
-  root: str = "data/synth/tiny"     # folder holding <scene>/ of the rendered benchmark (cache)
+  root: str = "data/synth/tiny"     # synth: folder holding <scene>/ (render cache);
+                                    # public: the dataset folder (e.g. .../UCSDped2)
   seed: int = 0                     # renderer seed
   size: tuple[int, ...] = ()        # (H, W) to resize frames to; () keeps the stored size
   grayscale: bool = True
@@ -37,7 +48,10 @@ class DataConfig:
   stride: int = 2                   # step between training windows
 
   def validate(self):
-    _check(self.dataset in ("synth",), "data.dataset", self.dataset, "one of: synth")
+    datasets = ("synth", "auto", *PUBLIC_LAYOUTS)
+    _check(self.dataset in datasets, "data.dataset", self.dataset, f"one of: {', '.join(datasets)}")
+    _check(self.dataset == "synth" or len(self.size) == 2, "data.size", self.size,
+           "[H, W] for a public dataset (their frame sizes differ; frames are resized to it)")
     _check(self.window >= 1, "data.window", self.window, "an integer >= 1")
     _check(self.stride >= 1, "data.stride", self.stride, "an integer >= 1")
     _check(len(self.size) in (0, 2) and all(s > 0 for s in self.size),
@@ -74,10 +88,23 @@ class ScoreConfig:
   """How per-frame scores are computed from a trained model."""
   smoothing: int = 1                # centred moving-average window over per-frame scores
   batch_size: int = 16              # windows per scoring batch
+  protocol: str = "jaxvad"          # evaluation protocol preset (jaxvad.protocol.PROTOCOLS)
+  threshold: str = "mean_k_std"     # how the decision threshold is calibrated on the normal
+                                    # val split: mean_k_std | margin_from_worst |
+                                    # target_false_alarm_rate | none
+  threshold_param: float = 3.0      # its parameter: k | margin (score units) | rate
+  worst_frames: int = 4             # frames shown with error heat maps in the report
 
   def validate(self):
     _check(self.smoothing >= 1, "score.smoothing", self.smoothing, "an integer >= 1")
     _check(self.batch_size >= 1, "score.batch_size", self.batch_size, "an integer >= 1")
+    _check(self.protocol in PROTOCOL_NAMES, "score.protocol", self.protocol,
+           f"one of: {', '.join(PROTOCOL_NAMES)}")
+    _check(self.threshold in THRESHOLD_PARAMS or self.threshold == "none", "score.threshold",
+           self.threshold, f"one of: {', '.join(THRESHOLD_PARAMS)}, none")
+    _check(self.threshold_param >= 0, "score.threshold_param", self.threshold_param,
+           "a number >= 0")
+    _check(self.worst_frames >= 0, "score.worst_frames", self.worst_frames, "an integer >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,28 +1,35 @@
-"""Score clips with a trained method and evaluate them under a named protocol."""
+"""Score clips with a trained method and evaluate them under a named protocol.
+
+Order of work: raw per-frame PSNR of every clip (`score_clip`) -> the config's protocol
+(`jaxvad.protocol`: drop, orient, smooth, normalise) -> a threshold calibrated on the normal
+validation clips processed the same way (`jaxvad.thresholds`) -> frame and event metrics per
+group of test clips -> reconstructions of the worst frames for the report's heat maps.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
-from jaxvad import methods, metrics
+from jaxvad import config as config_lib
+from jaxvad import methods
+from jaxvad import protocol as protocol_lib
+from jaxvad import thresholds
 from jaxvad import train as train_lib
 from jaxvad.data import pipeline
 from jaxvad.data.datasets import Clip
 
+# What the methods' score_step returns as the raw score (protocol.Protocol.score).
+RAW_SCORE = "PSNR(reconstruction, frame) in dB"
 
-def protocol(config) -> dict:
-  """The evaluation protocol, written into every result file so numbers stay comparable."""
-  return {
-      "score": "anomaly score = -PSNR(reconstruction, frame) in dB; higher = more anomalous",
-      "normalisation": "none: raw scores pooled over all clips",
-      "auroc": "micro: one ROC over the pooled frames of all clips",
-      "smoothing": f"centred moving average, window {config.score.smoothing}",
-      "frames_dropped_at_start": 0,
-      "threshold": "none (threshold-free AUROC/AUPR)",
-  }
+
+def protocol_for(config) -> protocol_lib.Protocol:
+  """The config's protocol preset with its smoothing window; written into every result."""
+  return protocol_lib.get(config.score.protocol, score=RAW_SCORE,
+                          smoothing=config.score.smoothing)
 
 
 def make_score_fn(method_name: str, mesh=None) -> Callable:
@@ -34,6 +41,23 @@ def make_score_fn(method_name: str, mesh=None) -> Callable:
   return fn
 
 
+def _run_windows(score_fn: Callable, state, frames: np.ndarray, starts: np.ndarray, *,
+                 window: int, batch_size: int, key: str) -> np.ndarray:
+  """`score_fn(...)[key]` of the windows at `starts`, batched; the last batch is padded so only
+  one shape is compiled. Returns the stacked outputs, one row per start."""
+  per_device = -(-batch_size // score_fn.mesh.size)
+  batch_size = per_device * score_fn.mesh.size  # divisible by the device count
+  out = []
+  for i in range(0, len(starts), batch_size):
+    chunk = starts[i:i + batch_size]
+    windows = frames[chunk[:, None] + np.arange(window)]
+    pad = batch_size - len(chunk)
+    if pad:
+      windows = np.concatenate([windows, np.repeat(windows[-1:], pad, axis=0)])
+    out.append(np.asarray(score_fn(state, {"frames": windows})[key])[:len(chunk)])
+  return np.concatenate(out)
+
+
 def score_clip(score_fn: Callable, state, frames: np.ndarray, *, window: int,
                batch_size: int) -> np.ndarray:
   """Per-frame PSNR of one clip: non-overlapping windows tile it, each frame scored once.
@@ -43,58 +67,125 @@ def score_clip(score_fn: Callable, state, frames: np.ndarray, *, window: int,
     state: the trained state.
     frames: uint8 `[T, H, W, C]`, T >= window.
     window: frames per window (the model's training window).
-    batch_size: windows per call; the last batch is padded so only one shape is compiled.
+    batch_size: windows per call.
 
   Returns:
     float64 `[T]` PSNR per frame (higher = better reconstructed = more normal).
   """
   starts, owner = pipeline.eval_windows(len(frames), window=window)
-  per_device = -(-batch_size // score_fn.mesh.size)
-  batch_size = per_device * score_fn.mesh.size  # divisible by the device count
-  psnr = []
-  for i in range(0, len(starts), batch_size):
-    chunk = starts[i:i + batch_size]
-    idx = chunk[:, None] + np.arange(window)
-    windows = frames[idx]
-    pad = batch_size - len(chunk)
-    if pad:
-      windows = np.concatenate([windows, np.repeat(windows[-1:], pad, axis=0)])
-    out = score_fn(state, {"frames": windows})
-    psnr.append(np.asarray(out["psnr"], np.float64)[:len(chunk)])
-  psnr = np.concatenate(psnr)
+  psnr = _run_windows(score_fn, state, frames, starts, window=window, batch_size=batch_size,
+                      key="psnr").astype(np.float64)
   return psnr[owner[:, 0], owner[:, 1]]
 
 
-def evaluate_clips(config, state, clips: Sequence[Clip], *, score_fn=None,
-                   progress: Callable | None = None) -> dict:
-  """Scores every clip and computes frame-level metrics, overall and split by distractors.
+def reconstruct(score_fn: Callable, state, frames: np.ndarray, frame_idx: Sequence[int], *,
+                window: int, batch_size: int) -> np.ndarray:
+  """The model's reconstructions of chosen frames, from the same windows `score_clip` used.
 
   Returns:
-    {"protocol", "metrics": {"all", "no_distractors", "with_distractors"}, "clips": [...]} where
-    each clip entry has name, labels, psnr, score (smoothed anomaly score), distractor flag.
+    float32 `[K, H, W, C]` in [0, 1], one per index in `frame_idx`.
+  """
+  starts, owner = pipeline.eval_windows(len(frames), window=window)
+  rows = owner[np.asarray(frame_idx, np.int64)]
+  recon = _run_windows(score_fn, state, frames, starts[rows[:, 0]], window=window,
+                       batch_size=batch_size, key="recon")
+  return np.clip(recon[np.arange(len(rows)), rows[:, 1]], 0.0, 1.0).astype(np.float32)
+
+
+def calibrate_threshold(config, state, val_clips: Sequence[Clip], *, score_fn: Callable,
+                        progress: Callable | None = None) -> thresholds.Threshold | None:
+  """The decision threshold from normal validation clips under the config's protocol.
+
+  Only normal validation frames are used (labelled anomalous frames, if any, are left out);
+  test data never is. None when `score.threshold = "none"` or there are no validation clips.
+  """
+  method = config.score.threshold
+  if method == "none" or not val_clips:
+    return None
+  videos = [protocol_lib.Video(c.name, score_clip(score_fn, state, c.frames,
+                                                  window=config.data.window,
+                                                  batch_size=config.score.batch_size), c.labels)
+            for c in (progress(val_clips, "score val") if progress else val_clips)]
+  processed = protocol_lib.apply_protocol(protocol_for(config), videos)
+  scores = np.concatenate([v.scores for v in processed])
+  labels = np.concatenate([np.zeros(v.scores.size, bool) if v.labels is None else v.labels
+                           for v in processed])
+  param = {config_lib.THRESHOLD_PARAMS[method]: config.score.threshold_param}
+  threshold = thresholds.calibrate(method, scores, val_labels=labels, **param)
+  return dataclasses.replace(threshold, stats={**threshold.stats, "val_clips": len(val_clips)})
+
+
+def _pad_dropped(scores: np.ndarray, drop: int) -> np.ndarray:
+  """Processed scores back on the clip's frame axis: NaN where the protocol dropped frames."""
+  return np.concatenate([np.full(drop, np.nan), scores])
+
+
+def evaluate_clips(config, state, clips: Sequence[Clip], *, val_clips: Sequence[Clip] = (),
+                   score_fn=None, progress: Callable | None = None) -> dict:
+  """Scores every clip and computes frame and event metrics, overall and split by distractors.
+
+  Args:
+    config: the run's config (`score.protocol`, `score.threshold`, ...).
+    state: the trained state.
+    clips: labelled test clips.
+    val_clips: normal validation clips to calibrate the threshold on (none: no threshold).
+    score_fn: from `make_score_fn` (built when None).
+    progress: `progress(clips, description)` wraps each clip iterable (a progress bar).
+
+  Returns:
+    {"protocol", "threshold" (record or None), "metrics": {group: `protocol.evaluate` result +
+    "clips"} for groups "all", "no_distractors", "with_distractors" (the ones with clips),
+    "clips": [{name, labels, psnr, score (processed, NaN on dropped frames), flags (score >=
+    threshold, or None), has_distractors, distractors}], "worst_frames": [{clip, frame, score,
+    frame_image uint8 [H, W, C], recon float [H, W, C] in [0, 1]}]}.
   """
   score_fn = score_fn or make_score_fn(config.method)
-  results = []
-  iterator = progress(clips) if progress else clips
-  for clip in iterator:
+  wrap = progress or (lambda xs, desc: xs)
+  proto = protocol_for(config)
+  threshold = calibrate_threshold(config, state, val_clips, score_fn=score_fn, progress=wrap)
+
+  results, videos = [], []
+  for clip in wrap(clips, "score test"):
     if clip.labels is None:
       raise ValueError(f"clip {clip.name} has no labels: it cannot be evaluated")
     psnr = score_clip(score_fn, state, clip.frames, window=config.data.window,
                       batch_size=config.score.batch_size)
-    score = metrics.moving_average(-psnr, window=config.score.smoothing)
-    has_distractors = bool(clip.meta.get("distractors")) if clip.meta else False
-    results.append({"name": clip.name, "labels": clip.labels.astype(bool), "psnr": psnr,
-                    "score": score, "has_distractors": has_distractors,
+    video = protocol_lib.Video(clip.name, psnr, clip.labels.astype(bool))
+    score = _pad_dropped(protocol_lib.apply_protocol(proto, [video])[0].scores, proto.drop_first)
+    with np.errstate(invalid="ignore"):
+      flags = None if threshold is None else score >= threshold.value
+    videos.append(video)
+    results.append({"name": clip.name, "labels": video.labels, "psnr": psnr, "score": score,
+                    "flags": flags,
+                    "has_distractors": bool(clip.meta.get("distractors")) if clip.meta else False,
                     "distractors": clip.distractors})
-  groups = {
-      "all": results,
-      "no_distractors": [r for r in results if not r["has_distractors"]],
-      "with_distractors": [r for r in results if r["has_distractors"]],
-  }
+
+  groups = {"all": range(len(results)),
+            "no_distractors": [i for i, r in enumerate(results) if not r["has_distractors"]],
+            "with_distractors": [i for i, r in enumerate(results) if r["has_distractors"]]}
   summary = {}
-  for name, group in groups.items():
-    if group:
-      summary[name] = metrics.frame_metrics(np.concatenate([r["labels"] for r in group]),
-                                            np.concatenate([r["score"] for r in group]))
-      summary[name]["clips"] = len(group)
-  return {"protocol": protocol(config), "metrics": summary, "clips": results}
+  for name, members in groups.items():
+    if len(members):
+      summary[name] = protocol_lib.evaluate(proto, [videos[i] for i in members],
+                                            threshold=threshold)
+      summary[name]["clips"] = len(members)
+
+  return {"protocol": proto.to_dict(),
+          "threshold": None if threshold is None else threshold.to_dict(),
+          "metrics": summary, "clips": results,
+          "worst_frames": _worst_frames(config, state, clips, results, score_fn=score_fn)}
+
+
+def _worst_frames(config, state, clips, results, *, score_fn) -> list[dict]:
+  """The highest-scoring frame of each of the `score.worst_frames` highest-scoring clips."""
+  count = config.score.worst_frames
+  peaks = [(np.nanmax(r["score"]), i, int(np.nanargmax(r["score"])))
+           for i, r in enumerate(results) if np.isfinite(r["score"]).any()]
+  worst = []
+  for score, i, t in sorted(peaks, reverse=True)[:count]:
+    recon = reconstruct(score_fn, state, clips[i].frames, [t], window=config.data.window,
+                        batch_size=config.score.batch_size)[0]
+    worst.append({"clip": results[i]["name"], "frame": t, "score": float(score),
+                  "label": bool(results[i]["labels"][t]), "frame_image": clips[i].frames[t],
+                  "recon": recon})
+  return worst

@@ -1,8 +1,22 @@
-"""Result files people open: metrics.json, per-frame scores.csv, score-curve plots."""
+"""Result files people open: metrics.json, scores.csv, PNG plots and one self-contained report.html.
+
+`write_report` takes the dict of `evaluate.evaluate_clips` and writes, into one folder:
+  metrics.json        protocol, threshold, metrics per group of clips (+ run info)
+  per_video.csv       one row per clip: frames, anomalous frames, AUROC, AUPR, EER, peak score
+  scores.csv          one row per frame: label, PSNR, processed score, flag, distractor flags
+  plots/<clip>.png    score curve, ground truth shaded, threshold line, detections (001 Fig. 4.3)
+  overview.png        all score curves on one page
+  roc.png             frame and event ("case-by-case", 001 §4.1) ROC curves
+  worst_frames.png    frame | reconstruction | error heat map of the worst frames (001 Fig. 4.1)
+  report.html         all of the above in one file (images embedded), opens without a server
+Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
 import json
 import math
@@ -15,7 +29,9 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxvad import metrics  # noqa: E402
 from jaxvad.data.synth import DISTRACTORS  # noqa: E402
+from jaxvad.protocol import json_safe  # noqa: E402
 
 
 def _write_atomic(path: pathlib.Path, data: str | bytes) -> None:
@@ -24,101 +40,285 @@ def _write_atomic(path: pathlib.Path, data: str | bytes) -> None:
   os.replace(tmp, path)
 
 
-def _intervals(mask: np.ndarray) -> list[tuple[int, int]]:
-  """[start, end) runs of True in a bool vector."""
-  padded = np.concatenate([[False], mask.astype(bool), [False]])
-  edges = np.flatnonzero(padded[1:] != padded[:-1])
-  return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+def _png(fig) -> bytes:
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110)
+  plt.close(fig)
+  return buf.getvalue()
 
 
-def plot_score_curve(ax, clip: dict) -> None:
-  """Anomaly score over frames, ground-truth anomalous frames shaded red (as 001 Fig. 4.3),
-  frames with a distractor shaded grey."""
+# --------------------------------------------------------------------------- plots
+
+
+def plot_score_curve(ax, clip: dict, threshold: float | None = None) -> None:
+  """Anomaly score over frames: ground-truth anomalous frames shaded red, frames with a
+  distractor grey, the threshold dashed and flagged frames marked (001 Fig. 4.3)."""
   t = np.arange(len(clip["score"]))
   if clip.get("distractors") is not None:
-    for s, e in _intervals(np.asarray(clip["distractors"]).any(axis=1)):
+    for s, e in metrics.intervals(np.asarray(clip["distractors"]).any(axis=1)):
       ax.axvspan(s - 0.5, e - 0.5, color="0.85", lw=0)
-  for s, e in _intervals(clip["labels"]):
+  for s, e in metrics.intervals(clip["labels"]):
     ax.axvspan(s - 0.5, e - 0.5, color="tab:red", alpha=0.25, lw=0)
   ax.plot(t, clip["score"], color="tab:blue", lw=1.2)
+  if threshold is not None and math.isfinite(threshold):
+    ax.axhline(threshold, color="k", ls="--", lw=0.8)
+  if clip.get("flags") is not None and clip["flags"].any():
+    ax.plot(t[clip["flags"]], clip["score"][clip["flags"]], "v", color="tab:orange", ms=3.5,
+            ls="none")
   ax.set_xlim(-0.5, len(t) - 0.5)
   tag = " (distractors)" if clip["has_distractors"] else ""
   ax.set_title(f"{clip['name']}{tag}", fontsize=9)
   ax.set_xlabel("frame", fontsize=8)
-  ax.set_ylabel("anomaly score (-PSNR)", fontsize=8)
+  ax.set_ylabel("anomaly score", fontsize=8)
   ax.tick_params(labelsize=7)
 
 
-def write_report(out_dir: str | os.PathLike, result: dict, *, extra: dict | None = None) -> pathlib.Path:
-  """Writes metrics.json, scores.csv, plots/<clip>.png and overview.png into `out_dir`.
+def _score_curve_png(clip: dict, threshold: float | None) -> bytes:
+  fig, ax = plt.subplots(figsize=(7, 2.6), layout="constrained")
+  plot_score_curve(ax, clip, threshold)
+  return _png(fig)
+
+
+def _overview_png(clips: list[dict], threshold: float | None) -> bytes:
+  cols = 2
+  rows = max(1, math.ceil(len(clips) / cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 2.4 * rows), layout="constrained",
+                           squeeze=False)
+  for ax, clip in zip(axes.flat, clips):
+    plot_score_curve(ax, clip, threshold)
+  for ax in list(axes.flat)[len(clips):]:
+    ax.axis("off")
+  fig.suptitle("anomaly score per test clip — red: anomalous frames (ground truth), grey: "
+               "distractor present, dashed: threshold, triangles: flagged frames", fontsize=10)
+  return _png(fig)
+
+
+def _valid(clip: dict) -> np.ndarray:
+  return np.isfinite(clip["score"])  # frames the protocol did not drop
+
+
+def _roc_png(result: dict) -> bytes:
+  """Frame ROC per group of clips, and the event ROC of all clips."""
+  fig, (ax_f, ax_e) = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
+  groups = {"all": result["clips"],
+            "no_distractors": [c for c in result["clips"] if not c["has_distractors"]],
+            "with_distractors": [c for c in result["clips"] if c["has_distractors"]]}
+  for name, clips in groups.items():
+    if name not in result["metrics"]:
+      continue
+    labels = np.concatenate([c["labels"][_valid(c)] for c in clips])
+    scores = np.concatenate([c["score"][_valid(c)] for c in clips])
+    if labels.all() or not labels.any():
+      continue
+    roc = metrics.frame_roc(labels, scores)
+    ax_f.plot(roc["fpr"], roc["tpr"], lw=1.4,
+              label=f"{name} (AUROC {result['metrics'][name]['auroc']:.3f})")
+  events = result["metrics"]["all"]["events"]
+  if len(events["fpr"]):
+    ax_e.plot(events["fpr"], events["tpr"], lw=1.4, drawstyle="default",
+              label=f"all (event AUC {events['auc']:.3f})")
+  for ax, title, unit in ((ax_f, "frame-level ROC", "frames"),
+                          (ax_e, "event-level ROC (case by case)", "intervals")):
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), title=title,
+           xlabel=f"false-positive rate (normal {unit} flagged)",
+           ylabel=f"true-positive rate (anomalous {unit} flagged)")
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8, loc="lower right")
+  return _png(fig)
+
+
+def _worst_frames_png(worst: list[dict]) -> bytes:
+  """One row per frame: the frame, the reconstruction, the squared error over the frame."""
+  fig, axes = plt.subplots(len(worst), 3, figsize=(7.5, 2.6 * len(worst)),
+                           layout="constrained", squeeze=False)
+  for row, w in zip(axes, worst):
+    frame = w["frame_image"].astype(np.float32) / 255.0
+    recon = w["recon"]
+    error = ((frame - recon) ** 2).mean(axis=-1)
+    gray = frame.mean(axis=-1)
+    kw = {"cmap": "gray", "vmin": 0, "vmax": 1}
+    row[0].imshow(gray if frame.shape[-1] == 1 else frame, **kw)
+    row[1].imshow(recon.mean(axis=-1) if recon.shape[-1] == 1 else recon, **kw)
+    row[2].imshow(gray, **kw)
+    im = row[2].imshow(error, cmap="inferno", alpha=0.6, vmin=0, vmax=max(error.max(), 1e-6))
+    fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.02)
+    truth = "anomalous" if w["label"] else "normal"
+    row[0].set_title(f"{w['clip']} frame {w['frame']} ({truth})", fontsize=8)
+    row[1].set_title("reconstruction", fontsize=8)
+    row[2].set_title(f"squared error (score {w['score']:.3g})", fontsize=8)
+    for ax in row:
+      ax.set_xticks([])
+      ax.set_yticks([])
+  return _png(fig)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def format_table(summary: dict) -> str:
+  """A short plain-text table of the metrics groups."""
+  def fmt(x):
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+  head = (f"{'test clips':<18}{'clips':>6}{'frames':>8}{'anomalous':>11}{'AUROC':>8}{'AUPR':>8}"
+          f"{'EER':>8}{'event AUC':>11}")
+  lines = [head]
+  for name, m in summary.items():
+    line = (f"{name:<18}{m['clips']:>6}{m['frames']:>8}{m['anomalous_frames']:>11}"
+            f"{fmt(m['auroc']):>8}{fmt(m['aupr']):>8}{fmt(m['eer']):>8}"
+            f"{fmt(m['events']['auc']):>11}")
+    if "confusion" in m:
+      c = m["confusion"]
+      line += f"   TP {c['TP']} FN {c['FN']} FP {c['FP']} TN {c['TN']}"
+    lines.append(line)
+  return "\n".join(lines)
+
+
+def _csv(rows: list[list]) -> str:
+  buf = io.StringIO()
+  csv.writer(buf).writerows(rows)
+  return buf.getvalue()
+
+
+def _scores_csv(clips: list[dict]) -> str:
+  rows = [["clip", "frame", "label", "psnr", "score", "flagged", *DISTRACTORS]]
+  for clip in clips:
+    flags = clip.get("distractors")
+    for t in range(len(clip["score"])):
+      score = clip["score"][t]
+      flagged = "" if clip["flags"] is None or not math.isfinite(score) else int(clip["flags"][t])
+      row_flags = [int(f) for f in flags[t]] if flags is not None else [""] * len(DISTRACTORS)
+      rows.append([clip["name"], t, int(clip["labels"][t]), f"{clip['psnr'][t]:.4f}",
+                   f"{score:.4f}" if math.isfinite(score) else "", flagged, *row_flags])
+  return _csv(rows)
+
+
+def _per_video_csv(result: dict) -> str:
+  rows = [["clip", "frames", "anomalous_frames", "auroc", "aupr", "eer", "peak_score",
+           "flagged_frames", "has_distractors"]]
+  stats = {v["name"]: v for v in result["metrics"]["all"]["per_video"]}
+  for clip in result["clips"]:
+    v = stats[clip["name"]]
+    flagged = "" if clip["flags"] is None else int(clip["flags"].sum())
+    rows.append([clip["name"], v["frames"], v["anomalous_frames"],
+                 *("" if not math.isfinite(v[k]) else f"{v[k]:.4f}"
+                   for k in ("auroc", "aupr", "eer")),
+                 f"{np.nanmax(clip['score']):.4f}", flagged, int(clip["has_distractors"])])
+  return _csv(rows)
+
+
+# --------------------------------------------------------------------------- html
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee}dl{display:grid;grid-template-columns:max-content auto;
+gap:.2em 1em}dt{font-weight:600}code{background:#f5f5f5;padding:0 .2em}.note{color:#a05a00}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+  data = base64.b64encode(png).decode("ascii")
+  return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+  head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                 for row in rows)
+  return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(x) -> str:
+  if isinstance(x, float):
+    return "n/a" if not math.isfinite(x) else f"{x:.4g}"
+  return str(x)
+
+
+def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
+  proto, threshold = result["protocol"], result["threshold"]
+  groups = result["metrics"]
+  summary_rows = []
+  for name, m in groups.items():
+    c = m.get("confusion", {})
+    summary_rows.append([name, m["clips"], m["frames"], m["anomalous_frames"], _fmt(m["auroc"]),
+                         _fmt(m["aupr"]), _fmt(m["eer"]), _fmt(m["events"]["auc"]),
+                         *(c.get(k, "—") for k in ("TP", "FN", "FP", "TN"))])
+  per_video = [[v["name"], v["frames"], v["anomalous_frames"], _fmt(v["auroc"]), _fmt(v["aupr"]),
+                _fmt(v["eer"])] for v in groups["all"]["per_video"]]
+  if threshold:
+    thr = (f"<p>Threshold <code>{_fmt(threshold['value'])}</code> ({html.escape(threshold['method'])}, "
+           f"{html.escape(json.dumps(threshold['params']))}; flag when {threshold['rule']}), "
+           f"calibrated on normal validation data only: "
+           f"{html.escape(json.dumps(json_safe(threshold['stats'])))}.</p>")
+  else:
+    thr = "<p>No threshold (no validation clips, or <code>score.threshold = none</code>).</p>"
+  notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in groups["all"]["notes"])
+  proto_rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>"
+                       for k, v in proto.items())
+  run = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(json.dumps(json_safe(v)))}</dd>"
+                for k, v in extra.items() if k != "config")
+  sections = [
+      "<h2>Score curves</h2>", _img(images["overview.png"], "score curves of every test clip"),
+      "<h2>ROC curves</h2>", _img(images["roc.png"], "frame and event ROC curves"),
+  ]
+  if "worst_frames.png" in images:
+    sections += ["<h2>Worst frames</h2>",
+                 "<p>The highest-scoring frame of the highest-scoring clips, its reconstruction "
+                 "and the squared error.</p>",
+                 _img(images["worst_frames.png"], "worst frames with error heat maps")]
+  return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>jaxvad report</title>
+<style>{_CSS}</style></head><body>
+<h1>jaxvad evaluation report</h1>
+<h2>Metrics</h2>
+{_table(["clips", "count", "frames", "anomalous", "AUROC", "AUPR", "EER", "event AUC",
+         "TP", "FN", "FP", "TN"], summary_rows)}
+{thr}{notes}
+<h2>Protocol</h2><dl>{proto_rows}</dl>
+{"".join(sections)}
+<h2>Per clip</h2>
+{_table(["clip", "frames", "anomalous", "AUROC", "AUPR", "EER"], per_video)}
+<h2>Run</h2><dl>{run}</dl>
+</body></html>
+"""
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def write_report(out_dir: str | os.PathLike, result: dict, *,
+                 extra: dict | None = None) -> pathlib.Path:
+  """Writes every file listed in the module docstring into `out_dir`.
 
   Args:
     out_dir: report folder (created).
     result: from `evaluate.evaluate_clips`.
-    extra: more fields for metrics.json (config, timings, ...).
+    extra: more fields for metrics.json and the report's run section (config, timings, ...).
 
   Returns:
     The report folder.
   """
   out = pathlib.Path(out_dir)
   (out / "plots").mkdir(parents=True, exist_ok=True)
-  payload = {"protocol": result["protocol"], "metrics": result["metrics"], **(extra or {})}
-  _write_atomic(out / "metrics.json", json.dumps(_finite(payload), indent=2) + "\n")
+  extra = extra or {}
+  payload = {"protocol": result["protocol"], "threshold": result["threshold"],
+             "metrics": result["metrics"], **extra}
+  _write_atomic(out / "metrics.json", json.dumps(json_safe(payload), indent=2) + "\n")
+  _write_atomic(out / "scores.csv", _scores_csv(result["clips"]))
+  _write_atomic(out / "per_video.csv", _per_video_csv(result))
 
-  buf = io.StringIO()
-  writer = csv.writer(buf)
-  writer.writerow(["clip", "frame", "label", "psnr", "score", *DISTRACTORS])
+  threshold = result["threshold"]["value"] if result["threshold"] else None
   for clip in result["clips"]:
-    flags = clip.get("distractors")
-    for t, (label, psnr, score) in enumerate(zip(clip["labels"], clip["psnr"], clip["score"])):
-      row_flags = [int(f) for f in flags[t]] if flags is not None else [""] * len(DISTRACTORS)
-      writer.writerow([clip["name"], t, int(label), f"{psnr:.4f}", f"{score:.4f}", *row_flags])
-  _write_atomic(out / "scores.csv", buf.getvalue())
-
-  for clip in result["clips"]:
-    fig, ax = plt.subplots(figsize=(7, 2.6), layout="constrained")
-    plot_score_curve(ax, clip)
-    _save(fig, out / "plots" / f"{clip['name']}.png")
-
-  clips = result["clips"]
-  cols = 2
-  rows = max(1, math.ceil(len(clips) / cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 2.4 * rows), layout="constrained",
-                           squeeze=False)
-  for ax, clip in zip(axes.flat, clips):
-    plot_score_curve(ax, clip)
-  for ax in list(axes.flat)[len(clips):]:
-    ax.axis("off")
-  fig.suptitle("anomaly score per test clip — red: anomalous frames (ground truth), "
-               "grey: distractor present", fontsize=10)
-  _save(fig, out / "overview.png")
+    _write_atomic(out / "plots" / f"{clip['name']}.png", _score_curve_png(clip, threshold))
+  images = {"overview.png": _overview_png(result["clips"], threshold),
+            "roc.png": _roc_png(result)}
+  if result.get("worst_frames"):
+    images["worst_frames.png"] = _worst_frames_png(result["worst_frames"])
+  for name, png in images.items():
+    _write_atomic(out / name, png)
+  _write_atomic(out / "report.html", _html(result, images, extra))
   return out
-
-
-def _save(fig, path: pathlib.Path) -> None:
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=110)
-  plt.close(fig)
-  _write_atomic(path, buf.getvalue())
-
-
-def _finite(obj):
-  """JSON has no NaN: undefined metrics (one class only) become null."""
-  if isinstance(obj, float) and not math.isfinite(obj):
-    return None
-  if isinstance(obj, dict):
-    return {k: _finite(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_finite(v) for v in obj]
-  return obj
-
-
-def format_table(summary: dict) -> str:
-  """A short plain-text table of the metrics groups."""
-  lines = [f"{'test clips':<18}{'clips':>6}{'frames':>8}{'anomalous':>11}{'AUROC':>8}{'AUPR':>8}"]
-  for name, m in summary.items():
-    auroc = "n/a" if not math.isfinite(m["auroc"]) else f"{m['auroc']:.3f}"
-    aupr = "n/a" if not math.isfinite(m["aupr"]) else f"{m['aupr']:.3f}"
-    lines.append(f"{name:<18}{m['clips']:>6}{m['frames']:>8}{m['anomalous_frames']:>11}"
-                 f"{auroc:>8}{aupr:>8}")
-  return "\n".join(lines)

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -108,6 +111,15 @@ def test_demo_writes_a_complete_report(demo_run):
   assert len(rows) == sum(len(c.frames) for c in test_clips)
   assert {r["clip"] for r in rows} == {c.name for c in test_clips}
   assert len(list((report / "plots").glob("*.png"))) == len(test_clips)
+  for name in ("roc.png", "worst_frames.png", "report.html", "per_video.csv"):
+    assert (report / name).stat().st_size > 0, name
+  assert metrics["protocol"]["name"] == "jaxvad"
+  threshold = metrics["threshold"]
+  assert threshold["method"] == "mean_k_std" and threshold["stats"]["val_clips"] > 0
+  # The threshold's counts add up to the test frames, in every group.
+  for group in metrics["metrics"].values():
+    c = group["confusion"]
+    assert c["TP"] + c["FN"] + c["FP"] + c["TN"] == group["frames"]
 
 
 def test_demo_rerun_reuses_the_finished_run(demo_run, capsys):
@@ -155,3 +167,32 @@ def test_score_refuses_a_clip_shorter_than_the_window(demo_run, tmp_path, capsys
   video.write_frames(short, clip.frames[:2])
   code, _, err = run_cli(["score", "--workdir", demo_run["workdir"], short], capsys)
   assert code == 2 and "short" in err and "at least" in err
+
+
+def _browser() -> str | None:
+  return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+               if shutil.which(b)), None)
+
+
+def test_report_html_renders_every_image_in_headless_chromium(demo_run, tmp_path):
+  browser = _browser()
+  if browser is None:
+    pytest.skip("no headless Chromium on PATH: `apt-get install chromium` (.ci/run does)")
+  page = (demo_run["report"] / "report.html").read_text()
+  expected = page.count("<img ")
+  assert expected >= 3  # score curves, ROC curves, worst frames
+  # The page is copied with a probe that, once everything loaded, records how many images
+  # decoded to a non-empty bitmap; --dump-dom prints the DOM after the load event.
+  probe = ("<script>window.addEventListener('load', () => {const im = [...document.images];"
+           "document.body.dataset.images = im.length; document.body.dataset.rendered = "
+           "im.filter(i => i.complete && i.naturalWidth > 0).length;});</script></body>")
+  probed = tmp_path / "report.html"
+  probed.write_text(page.replace("</body>", probe))
+  dom = subprocess.run(
+      [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+       "--no-first-run", "--disable-background-networking", "--disable-component-update",
+       "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+       probed.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+  body = re.search(r"<body[^>]*>", dom).group(0)
+  assert f'data-images="{expected}"' in body, body
+  assert f'data-rendered="{expected}"' in body, body

@@ -131,7 +131,7 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
 
 def _synth_root(data_cfg) -> pathlib.Path:
   if data_cfg.dataset != "synth":
-    raise ConfigError(f"data.dataset = {data_cfg.dataset!r} is not supported: use synth")
+    raise ConfigError(f"data.dataset = {data_cfg.dataset!r} is not the synthetic benchmark")
   if data_cfg.scene not in synth.SCENES:
     raise ConfigError(f"data.scene = {data_cfg.scene!r} is unknown: choose one of "
                       f"{', '.join(synth.SCENES)}")
@@ -153,8 +153,11 @@ def ensure_benchmark(data_cfg, *, progress: bool = True) -> pathlib.Path:
     progress: show the renderer's progress bar.
 
   Returns:
-    The benchmark folder `<root>/<scene>`.
+    The benchmark folder `<root>/<scene>`; for a public dataset, `data.root` unchanged (they
+    are read in place, never written).
   """
+  if data_cfg.dataset != "synth":
+    return pathlib.Path(data_cfg.root)
   root = _synth_root(data_cfg)
   if synth.benchmark_matches(root, scene=data_cfg.scene, preset=data_cfg.preset,
                              seed=data_cfg.seed):
@@ -173,7 +176,12 @@ def ensure_benchmark(data_cfg, *, progress: bool = True) -> pathlib.Path:
 
 
 def stored_size(data_cfg) -> tuple[int, int]:
-  """(H, W) of the stored frames: the rendered benchmark's, else the size it will be rendered at."""
+  """(H, W) of the stored frames: the rendered benchmark's, else the size it will be rendered at.
+
+  Public datasets have no single stored size: their configs must set `data.size`.
+  """
+  if data_cfg.size:
+    return tuple(data_cfg.size)
   root = _synth_root(data_cfg)
   if synth.benchmark_matches(root, scene=data_cfg.scene, preset=data_cfg.preset,
                              seed=data_cfg.seed):
@@ -191,8 +199,13 @@ def load_split(data_cfg, split: str) -> list[Clip]:
     split: `train`, `val` or `test`.
 
   Returns:
-    The clips, as from `load_synthetic`.
+    The clips, as from `load_synthetic` (or `public.load_dataset` for a public layout).
   """
-  root = ensure_benchmark(data_cfg)
   size = tuple(data_cfg.size) if data_cfg.size else None
+  if data_cfg.dataset != "synth":
+    from jaxvad.data import public  # noqa: PLC0415  (imports datasets itself)
+    layout = None if data_cfg.dataset == "auto" else data_cfg.dataset
+    return public.load_dataset(data_cfg.root, layout=layout, split=split, size=size,
+                               grayscale=data_cfg.grayscale)
+  root = ensure_benchmark(data_cfg)
   return load_synthetic(root, split, size=size, grayscale=data_cfg.grayscale)

@@ -1,0 +1,1048 @@
+"""Read-only loaders for the public VAD benchmarks' on-disk layouts (none can be downloaded here).
+
+Layouts (`LAYOUTS`); `detect_layout` tells them apart by the folders listed here:
+
+  ucsd          UCSD Ped1/Ped2 as distributed (`UCSD_Anomaly_Dataset.v1p2/UCSDped2` is the root):
+                  Train/Train001/001.tif ...     Test/Test001/001.tif ...
+                  Test/Test001_gt/001.bmp ...    pixel masks, one per frame (Ped1: only some videos)
+                  Test/UCSDped2.m                `TestVideoFile{end+1}.gt_frame = [61:180];` lines
+  avenue        CUHK Avenue as distributed:
+                  training_videos/01.avi ...     testing_videos/01.avi ...
+                  testing_label_mask/1_label.mat (or ground_truth_demo/testing_label_mask/): key
+                  `volLabel`, a 1xT cell of HxW masks; a frame is anomalous if its mask is nonzero
+  shanghaitech  ShanghaiTech Campus as distributed:
+                  training/videos/01_001.avi ... (or training/frames/01_001/*.jpg)
+                  testing/frames/01_0014/000.jpg ...
+                  testing/test_frame_mask/01_0014.npy   0/1 per frame, named like the frames folder
+                  testing/test_pixel_mask/01_0014.npy   [T, H, W] masks
+  frames        the frame-folder re-packaging of ano_pred (Liu et al. 2018) and MNAD (Park et al.
+                2020), e.g. `ped2/`, `avenue/`:
+                  training/frames/01/000.jpg ...   testing/frames/01/000.jpg ...
+                  ped2.mat and/or frame_labels_ped2.npy next to them (see "Label files")
+  intervals     a folder of events with JSON intervals (paper 001 §3.2.1: one folder per event,
+                with a .json file listing the anomalous frame ranges):
+                  <split>/<event>/clip.mp4  (one video file)  or  <split>/<event>/*.png (frames)
+                  <split>/<event>/labels.json
+                with split `train`, `val` or `test`. labels.json (schema below) is required in
+                `test`; in `train`/`val` it is optional and absent means all frames are normal.
+  synth         jaxvad's own synthetic benchmark (`benchmark.json`; see `jaxvad.data.synth`).
+
+Label files (public layouts). For the test split the labels come from the first of:
+  1. `labels_file=` when given (a `.mat`, `.npy` or UCSD `.m` file, read as below);
+  2. one dataset-level file in the root (or in `Test/` for UCSD, `testing/` otherwise):
+     - a `.mat` file with a `gt` variable (ano_pred's `ped1.mat`, `ped2.mat`, `avenue.mat`): a
+       1xN cell, one 2xK matrix per test video (row 0 starts, row 1 ends, 1-indexed,
+       inclusive; a video with no event may hold an empty matrix); a file holding a plain 2xK
+       matrix is one video;
+     - `frame_labels_<ds>.npy` (MNAD): the 0/1 labels of all test videos concatenated, 1-D or
+       1xN, split by the videos' frame counts;
+     - UCSD only: `Test/UCSDped*.m` (`gt_frame = [a:b, c:d];` per video, 1-indexed, inclusive);
+     these are the files published AUCs are computed against, so they win over per-video masks;
+  3. per-video files: UCSD `TestNNN_gt/*.bmp` (any nonzero pixel = anomalous frame), Avenue
+     `N_label.mat` `volLabel`, ShanghaiTech `test_frame_mask/<video>.npy`.
+The dataset-level files list videos in sorted order, so cell/segment i goes to the i-th test
+video in natural order (the same order as the reference code's lexicographic sort whenever names
+are zero-padded, as in every official release; a warning says when the two orders differ).
+Several candidate files of one kind are an error unless one is named like the dataset (the root
+folder's name, `UCSDped2` -> `ped2`); pass `labels_file=` to choose. A test video without any
+label source is an error (`require_labels=False` gives `labels=None` instead). Training videos
+are normal by each benchmark's protocol and get all-False labels. None of these sets has a
+validation split.
+
+labels.json schema (intervals layout), either a bare list of ranges or an object:
+
+  {"anomalous_frames": [[start, end], ...],   required, may be empty
+   "one_indexed": false,                      optional, default false (frame 0 is the first)
+   "inclusive": false,                        optional, default false (end is one past the last)
+   "num_frames": 120,                         optional, checked against the frames on disk
+   "notes": "..."}                            optional, ignored
+
+so the default is Python's 0-indexed, end-exclusive `range(start, end)`; MATLAB-style ranges set
+`"one_indexed": true, "inclusive": true`. Any other key is an error, so a typo cannot silently
+change the convention.
+
+Conventions verified (with the code search tool, against the reference implementations):
+ano_pred `Codes/evaluate.py` reads `scio.loadmat(mat, squeeze_me=True)['gt']`, takes cell i for
+the i-th entry of `sorted(os.listdir(testing/frames))`, reshapes a 1-D cell to `(2, -1)`, sets
+`gt[start - 1:end] = 1` per column (1-indexed, inclusive) over a video of `len(os.listdir(...))`
+frames, and reads ShanghaiTech from `testing/test_frame_mask/*.npy` in sorted order. MNAD
+`Evaluate.py` reads `np.load('frame_labels_<ds>.npy')` and slices `labels[0][...]` (so the file
+is 1xN) video after video in `sorted(glob(testing/frames/*))` order. Avenue's `volLabel` is read
+as `loadmat(...)['volLabel'][0][i]` (one mask per frame) from
+`testing_label_mask/{int(stem)}_label.mat` (anomalib's Avenue loader and others). ShanghaiTech
+pixel masks are `[T, H, W]` (anomalib takes frames along axis 0). UCSD `.m` ground truth lines
+`TestVideoFile{end+1}.gt_frame = [5:90, 140:200];` appear in several independent parsers.
+`scipy.io.savemat` of a 1-D object array of 2xK float arrays reads back as the (1, N) object
+array that MATLAB's cell gives (checked locally with scipy 1.17).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+import warnings
+
+import cv2
+import numpy as np
+import scipy.io
+
+from jaxvad.data import datasets, synth, video
+from jaxvad.data.datasets import Clip
+from jaxvad.errors import DataError
+
+__all__ = [
+    "LAYOUTS", "VideoEntry", "detect_layout", "index_dataset", "load_clip", "load_dataset",
+    "load_pixel_masks", "intervals_to_labels",
+]
+
+LAYOUTS = ("ucsd", "avenue", "shanghaitech", "frames", "intervals", "synth")
+SPLITS = ("train", "val", "test")
+JSON_LABELS = "labels.json"
+_JSON_KEYS = ("anomalous_frames", "one_indexed", "inclusive", "num_frames", "notes")
+
+# Per-layout folder of each split; a split missing here is one the layout does not have.
+_SPLIT_DIRS = {
+    "ucsd": {"train": "Train", "test": "Test"},
+    "avenue": {"train": "training_videos", "test": "testing_videos"},
+    "shanghaitech": {"train": "training", "test": "testing"},
+    "frames": {"train": "training/frames", "test": "testing/frames"},
+}
+
+
+@dataclasses.dataclass
+class VideoEntry:
+  """One video of a dataset, indexed but not decoded.
+
+  Attributes:
+    name: the video's name (`Test001`, `01`, `01_0014`, the event folder's name).
+    source: the video file or frame folder, as `video.read_frames` takes it.
+    labels: bool [T], True = anomalous; None when unknown (only with `require_labels=False`).
+    mask_source: where its pixel masks are (a `_gt` folder, an Avenue `N_label.mat`, a
+      ShanghaiTech `test_pixel_mask/<name>.npy`), or None.
+    num_frames: frame count from listing the folder or the video header (exact for folders);
+      None if not counted.
+    label_source: the file the labels came from, for messages; None for normal-by-protocol
+      training videos.
+    intervals: int [K, 2] 0-indexed end-exclusive anomalous ranges when the labels were built
+      from ranges; `load_clip` rebuilds the labels from them if a video decodes to another count
+      than its header announced.
+    layout: one of `LAYOUTS`.
+    split: `train`, `val` or `test`.
+    meta: extra facts (the synthetic benchmark's benchmark.json entry).
+  """
+  name: str
+  source: pathlib.Path
+  labels: np.ndarray | None
+  mask_source: pathlib.Path | None = None
+  num_frames: int | None = None
+  label_source: pathlib.Path | None = None
+  intervals: np.ndarray | None = None
+  layout: str = ""
+  split: str = ""
+  meta: dict = dataclasses.field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def _convention(one_indexed: bool, inclusive: bool) -> str:
+  return (f"{'1' if one_indexed else '0'}-indexed, end "
+          f"{'inclusive' if inclusive else 'exclusive'}")
+
+
+def intervals_to_labels(intervals, num_frames: int, *, one_indexed: bool = False,
+                        inclusive: bool = False, source=None) -> np.ndarray:
+  """Per-frame labels from anomalous frame ranges.
+
+  Args:
+    intervals: `[[start, end], ...]` (int or integral float, e.g. from a .mat file); empty
+      for a normal video.
+    num_frames: frames in the video.
+    one_indexed: frame numbers start at 1 (MATLAB, the ano_pred .mat files) instead of 0.
+    inclusive: `end` is the last anomalous frame instead of one past it. `[3, 5]` with
+      `one_indexed=True, inclusive=True` marks 0-based frames 2, 3 and 4.
+    source: the file or video the ranges came from, for messages.
+
+  Returns:
+    bool [num_frames].
+
+  Raises:
+    DataError: not a list of pairs, a non-integer frame number, a range with start > end, or
+      a range outside the video. Messages name the source and the convention.
+  """
+  where = f" of {source}" if source is not None else ""
+  conv = _convention(one_indexed, inclusive)
+  if (isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer))
+      or num_frames < 0):
+    raise DataError(f"num_frames must be a non-negative integer, got {num_frames!r}")
+  try:
+    arr = np.asarray(intervals)
+  except ValueError:  # ragged nested lists
+    arr = None
+  if arr is None or arr.dtype == object or arr.dtype == bool:
+    raise DataError(f"anomalous ranges{where} must be [[start, end], ...] of integers, got "
+                    f"{intervals!r}")
+  if arr.size == 0:
+    return np.zeros(num_frames, bool)
+  if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.number):
+    raise DataError(f"anomalous ranges{where} must be [[start, end], ...] pairs of integers, "
+                    f"got shape {arr.shape} ({arr.dtype})")
+  if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+    bad = np.argwhere(~np.isfinite(arr) | (arr != np.round(arr)))[0]
+    raise DataError(f"range {bad[0]} {arr[bad[0]].tolist()}{where} holds a non-integer frame "
+                    f"number; frame numbers are whole numbers ({conv})")
+  arr = arr.astype(np.int64)
+  labels = np.zeros(num_frames, bool)
+  first = 1 if one_indexed else 0
+  for i, (s, e) in enumerate(arr.tolist()):
+    if s > e:
+      raise DataError(f"range {i} [{s}, {e}]{where} has start > end ({conv})")
+    lo, hi = s - first, e - first + (1 if inclusive else 0)
+    if lo < 0 or hi > num_frames:
+      last = num_frames - 1 + first
+      raise DataError(f"range {i} [{s}, {e}]{where} falls outside the video's {num_frames} "
+                      f"frames (numbered {first}..{last}, {conv}); fix the range or check "
+                      f"that the labels belong to this video")
+    labels[lo:hi] = True
+  return labels
+
+
+def _normalize_intervals(intervals, num_frames, *, one_indexed, inclusive, source) -> np.ndarray:
+  """Validated int [K, 2] 0-indexed end-exclusive ranges (what `VideoEntry.intervals` holds)."""
+  intervals_to_labels(intervals, num_frames, one_indexed=one_indexed, inclusive=inclusive,
+                      source=source)
+  arr = np.asarray(intervals, dtype=np.float64).reshape(-1, 2).astype(np.int64)
+  first = 1 if one_indexed else 0
+  return np.stack([arr[:, 0] - first, arr[:, 1] - first + (1 if inclusive else 0)], axis=1)
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def _is_hidden(path: pathlib.Path) -> bool:
+  return path.name.startswith(".")
+
+
+def _subdirs(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted((p for p in folder.iterdir() if p.is_dir() and not _is_hidden(p)),
+                key=video._natural_key)
+
+
+def _child(folder: pathlib.Path, relative: str) -> pathlib.Path | None:
+  """`folder/relative` matched case-insensitively part by part (UCSD has `Test`, copies `test`)."""
+  here = folder
+  for part in relative.split("/"):
+    exact = here / part
+    if exact.is_dir():
+      here = exact
+      continue
+    if not here.is_dir():
+      return None
+    matches = [p for p in here.iterdir() if p.is_dir() and p.name.lower() == part.lower()]
+    if len(matches) != 1:
+      return None
+    here = matches[0]
+  return here
+
+
+def _video_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted((p for p in folder.iterdir() if p.is_file() and not _is_hidden(p)
+                 and p.suffix.lower() in video.VIDEO_SUFFIXES), key=video._natural_key)
+
+
+def _count_frames(source: pathlib.Path) -> int:
+  """Frames in a folder (by listing) or a video (header count; grabbing frames if it has none)."""
+  if source.is_dir():
+    return len(video.list_frame_files(source))
+  hint = ("the file is corrupt, truncated or uses a codec this OpenCV build cannot decode; "
+          "re-encode it or export it as a folder of frames")
+  try:
+    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+  except cv2.error:
+    raise DataError(f"cannot open video {source}: {hint}") from None
+  try:
+    if not cap.isOpened():
+      raise DataError(f"cannot open video {source}: {hint}")
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    if count <= 0:  # no count in the header: grab (no colour conversion) to the end
+      count = 0
+      while cap.grab():
+        count += 1
+  finally:
+    cap.release()
+  if count <= 0:
+    raise DataError(f"video {source} holds no frames: {hint}")
+  return count
+
+
+def _load_mat(path: pathlib.Path) -> dict:
+  try:
+    return scipy.io.loadmat(str(path))
+  # scipy's MATLAB parser raises anything from IndexError (garbage) to NotImplementedError
+  # (v7.3/HDF5) and its own MatReadError, so every failure is turned into one clear message.
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(f"cannot read {path} as a MATLAB .mat file ({type(e).__name__}: {e}); it "
+                    f"may be truncated, not a .mat file, or a v7.3 (HDF5) file: re-save it in "
+                    f"MATLAB with save(name, '-v7')") from None
+
+
+def _mat_variables(path: pathlib.Path) -> list[str]:
+  try:
+    return [name for name, _, _ in scipy.io.whosmat(str(path))]
+  except Exception as e:  # pylint: disable=broad-except  (see _load_mat)
+    raise DataError(f"cannot read {path} as a MATLAB .mat file ({type(e).__name__}: {e}); "
+                    f"re-save it in MATLAB with save(name, '-v7') or move it out of the "
+                    f"dataset folder") from None
+
+
+def _load_npy(path: pathlib.Path) -> np.ndarray:
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise DataError(f"cannot read {path} as a .npy array ({type(e).__name__}: {e}); it may be "
+                    f"truncated or pickled: re-save it with numpy.save") from None
+
+
+def _read_gt_mat(path: pathlib.Path) -> list[np.ndarray]:
+  """The `gt` variable of an ano_pred-style .mat: per video, raw [K, 2] (1-indexed, inclusive)."""
+  mat = _load_mat(path)
+  if "gt" not in mat:
+    keys = sorted(k for k in mat if not k.startswith("__"))
+    raise DataError(f"{path} has no `gt` variable (it holds {', '.join(keys) or 'nothing'}); "
+                    f"expected ano_pred's layout: gt = 1xN cell of 2xK [start; end] matrices")
+  gt = mat["gt"]
+  if gt.dtype == object:
+    if gt.ndim > 2 or (gt.ndim == 2 and min(gt.shape) > 1):
+      raise DataError(f"`gt` in {path} is a {gt.shape} cell; expected a 1xN cell, one 2xK "
+                      f"[start; end] matrix per test video")
+    cells = list(gt.ravel())
+  else:
+    cells = [gt]  # one video: a plain 2xK matrix
+  out = []
+  for i, cell in enumerate(cells):
+    arr = np.asarray(cell)
+    if arr.size == 0:
+      out.append(np.zeros((0, 2)))
+      continue
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+      raise DataError(f"`gt` cell {i} of {path} holds {arr.dtype} values; expected a 2xK "
+                      f"numeric [start; end] matrix")
+    if arr.shape in ((2,), (1, 2)):  # ano_pred's squeeze_me reading accepts a bare [start end]
+      arr = arr.reshape(2, 1)
+    if arr.ndim != 2 or arr.shape[0] != 2:
+      raise DataError(f"`gt` cell {i} of {path} has shape {arr.shape}; expected 2xK (row 0 the "
+                      f"starts, row 1 the ends, one column per event)")
+    out.append(arr.T)
+  return out
+
+
+_GT_FRAME = re.compile(r"gt_frame\s*=\s*\[([^\]]*)\]")
+_M_RANGE = re.compile(r"^(\d+)\s*:\s*(\d+)$")
+
+
+def _read_gt_m(path: pathlib.Path) -> list[np.ndarray]:
+  """UCSD's `UCSDped*.m` ground truth: per video, raw [K, 2] (1-indexed, inclusive)."""
+  try:
+    text = path.read_text(encoding="utf-8", errors="replace")
+  except OSError as e:
+    raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+  out = []
+  for i, body in enumerate(_GT_FRAME.findall(text)):
+    pairs = []
+    for token in (t.strip() for t in body.split(",")):
+      if not token:
+        continue
+      m = _M_RANGE.match(token)
+      if m:
+        pairs.append((int(m.group(1)), int(m.group(2))))
+      elif token.isdigit():
+        pairs.append((int(token), int(token)))
+      else:
+        raise DataError(f"gt_frame entry {i} of {path} holds {token!r}; expected ranges like "
+                        f"[61:180] or [5:90, 140:200]")
+    out.append(np.asarray(pairs, np.int64).reshape(-1, 2))
+  if not out:
+    raise DataError(f"{path} holds no `gt_frame = [...]` lines; expected UCSD's ground truth "
+                    f"file (TestVideoFile{{end+1}}.gt_frame = [61:180];)")
+  return out
+
+
+def _read_image_mask(path: pathlib.Path) -> np.ndarray:
+  """One mask image as bool [H, W]: any nonzero channel counts (1-bit, 0/1 or 0/255 files)."""
+  try:
+    data = np.fromfile(path, dtype=np.uint8)
+  except OSError as e:
+    raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+  image = None
+  if data.size:
+    try:
+      image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+      image = None
+  if image is None:
+    raise DataError(f"cannot decode mask {path}: the image is empty or corrupt")
+  return image.reshape(image.shape[:2] + (-1,)).any(axis=-1)
+
+
+def _read_mask_folder(folder: pathlib.Path) -> list[np.ndarray]:
+  masks = [_read_image_mask(f) for f in video.list_frame_files(folder)]
+  shapes = {m.shape for m in masks}
+  if len(shapes) > 1:
+    raise DataError(f"the masks in {folder} have different sizes {sorted(shapes)}")
+  return masks
+
+
+def _read_vol_label(path: pathlib.Path) -> list[np.ndarray]:
+  mat = _load_mat(path)
+  if "volLabel" not in mat:
+    keys = sorted(k for k in mat if not k.startswith("__"))
+    raise DataError(f"{path} has no `volLabel` variable (it holds {', '.join(keys) or 'nothing'})"
+                    f"; expected Avenue's 1xT cell of per-frame masks")
+  vol = mat["volLabel"]
+  if vol.dtype != object or (vol.ndim == 2 and min(vol.shape) > 1) or vol.ndim > 2:
+    raise DataError(f"`volLabel` in {path} is a {vol.dtype} {vol.shape} array; expected a 1xT "
+                    f"cell with one HxW mask per frame")
+  masks = [np.asarray(m) for m in vol.ravel()]
+  if any(m.ndim != 2 for m in masks) or len({m.shape for m in masks}) > 1:
+    raise DataError(f"`volLabel` in {path} must hold HxW masks of one size, got shapes "
+                    f"{sorted({m.shape for m in masks})}")
+  return [m != 0 for m in masks]
+
+
+def _pixel_mask_array(path: pathlib.Path) -> np.ndarray:
+  if path.is_dir():
+    return np.stack(_read_mask_folder(path))
+  if path.suffix.lower() == ".mat":
+    return np.stack(_read_vol_label(path))
+  arr = _load_npy(path)
+  if arr.ndim != 3:
+    raise DataError(f"{path} holds a {arr.shape} array; expected [T, H, W] pixel masks")
+  return arr != 0
+
+
+def _flat_labels(arr: np.ndarray, path: pathlib.Path) -> np.ndarray:
+  """A 0/1 label vector stored 1-D, 1xN or Nx1 (MNAD saves 1xN) as a flat array."""
+  if arr.ndim == 2 and 1 in arr.shape:
+    arr = arr.reshape(-1)
+  if arr.ndim != 1:
+    raise DataError(f"{path} holds a {arr.shape} array; expected one 0/1 label per frame "
+                    f"(1-D or 1xN)")
+  return video.check_labels(arr, len(arr), source=path)
+
+
+def _mismatch(label_path, n_labels, source, n_frames, what="frame labels") -> DataError:
+  return DataError(f"{label_path} gives {n_labels} {what} but {source} has {n_frames} frames; "
+                   f"the labels must belong to this video (same frames, same order)")
+
+
+# --------------------------------------------------------------------------- layout detection
+
+
+def _markers(root: pathlib.Path) -> dict[str, list[str]]:
+  """What each layout's tell-tale folders/files found under root (empty list = not found)."""
+  found = {name: [] for name in LAYOUTS}
+  if (root / "benchmark.json").is_file():
+    found["synth"].append("benchmark.json")
+  for split in SPLITS:
+    d = root / split
+    if d.is_dir() and next(d.glob("*.labels.npz"), None) is not None:
+      found["synth"].append(f"{split}/*.labels.npz")
+  for name in ("Train", "Test"):
+    d = _child(root, name)
+    if d is not None and any(re.fullmatch(rf"{name}\d+", p.name, re.I) for p in _subdirs(d)):
+      found["ucsd"].append(f"{d.name}/{name}NNN/")
+  for name in ("training_videos", "testing_videos"):
+    if _child(root, name) is not None:
+      found["avenue"].append(f"{name}/")
+  for rel in ("testing/test_frame_mask", "training/videos"):
+    if _child(root, rel) is not None:
+      found["shanghaitech"].append(f"{rel}/")
+  if not found["shanghaitech"]:  # ShanghaiTech also has testing/frames: it takes precedence
+    for rel in ("training/frames", "testing/frames"):
+      if _child(root, rel) is not None:
+        found["frames"].append(f"{rel}/")
+  if not found["synth"]:
+    for split in SPLITS:
+      d = root / split
+      if d.is_dir() and next(d.glob(f"*/{JSON_LABELS}"), None) is not None:
+        found["intervals"].append(f"{split}/<event>/{JSON_LABELS}")
+  return found
+
+
+_LOOKED_FOR = ("synth: benchmark.json; ucsd: Train/TrainNNN/ or Test/TestNNN/; avenue: "
+               "training_videos/ or testing_videos/; shanghaitech: testing/test_frame_mask/ or "
+               "training/videos/; frames: training/frames/ or testing/frames/; intervals: "
+               f"<train|val|test>/<event>/{JSON_LABELS}")
+
+
+def _plain_split_folders(root: pathlib.Path) -> bool:
+  """Bare `<split>/<event>/` folders (an intervals dataset whose train/val need no JSON)."""
+  for split in SPLITS:
+    d = root / split
+    if d.is_dir():
+      for event in _subdirs(d)[:1]:
+        if _video_files(event) or any(p.suffix.lower() in video.FRAME_SUFFIXES
+                                      for p in event.iterdir()):
+          return True
+  return False
+
+
+def detect_layout(root) -> str:
+  """Which of `LAYOUTS` a dataset folder is in, from its folder structure alone.
+
+  Args:
+    root: the dataset folder (e.g. `UCSDped2/`, `avenue/`, `shanghaitech/`).
+
+  Returns:
+    One of `LAYOUTS`.
+
+  Raises:
+    DataError: root is missing or empty, nothing is recognised (the message lists what was
+      looked for, and subfolders that are datasets), or several layouts match.
+  """
+  root = pathlib.Path(root)
+  if not root.exists():
+    raise DataError(f"dataset folder {root} does not exist")
+  if not root.is_dir():
+    raise DataError(f"{root} is not a folder; pass the dataset's root folder")
+  if not any(not _is_hidden(p) for p in root.iterdir()):
+    raise DataError(f"dataset folder {root} is empty; copy or extract the dataset into it")
+  found = {k: v for k, v in _markers(root).items() if v}
+  if not found and _plain_split_folders(root):
+    found = {"intervals": ["<split>/<event>/ folders"]}
+  if len(found) == 1:
+    return next(iter(found))
+  if found:
+    listing = "; ".join(f"{k} ({', '.join(v)})" for k, v in found.items())
+    raise DataError(f"{root} matches several dataset layouts: {listing}; pass layout= "
+                    f"(one of {', '.join(LAYOUTS)}) or split it into separate folders")
+  nested = []
+  for sub in _subdirs(root):
+    sub_found = [k for k, v in _markers(sub).items() if v]
+    if len(sub_found) == 1:
+      nested.append(f"{sub} ({sub_found[0]})")
+  hint = f"; its subfolders are datasets, pass one of them: {', '.join(nested)}" if nested else ""
+  raise DataError(f"no known dataset layout in {root}: looked for {_LOOKED_FOR}{hint}")
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+def _dataset_hint(root: pathlib.Path) -> str:
+  name = root.name.lower()
+  return name[4:] if name.startswith("ucsd") else name
+
+
+def _dataset_label_files(root: pathlib.Path, search: list[pathlib.Path],
+                         layout: str) -> pathlib.Path | None:
+  """The one dataset-level label file (.mat with gt, frame_labels_*.npy, UCSD .m), or None."""
+  hint = _dataset_hint(root)
+  kinds = {"mat": [], "npy": [], "m": []}
+  for folder in dict.fromkeys(search):  # de-duplicated, in order
+    if folder is None or not folder.is_dir():
+      continue
+    for p in sorted(folder.iterdir(), key=video._natural_key):
+      if not p.is_file() or _is_hidden(p):
+        continue
+      suffix = p.suffix.lower()
+      if suffix == ".mat" and "gt" in _mat_variables(p):
+        kinds["mat"].append(p)
+      elif suffix == ".npy" and p.name.lower().startswith("frame_labels"):
+        kinds["npy"].append(p)
+      elif (suffix == ".m" and layout == "ucsd"
+            and "gt_frame" in p.read_text(encoding="utf-8", errors="replace")):
+        kinds["m"].append(p)
+  for files in kinds.values():  # .mat, then .npy, then .m
+    named = [p for p in files if p.stem.lower() == hint or p.stem.lower().endswith("_" + hint)
+             or p.stem.lower() == f"ucsd{hint}"]
+    files = named or files
+    if len(files) == 1:
+      return files[0]
+    if files:
+      raise DataError(f"several label files could hold the frame labels of {root}: "
+                      f"{', '.join(map(str, files))}; pass labels_file= to choose one")
+  return None
+
+
+def _apply_dataset_labels(entries: list[VideoEntry], path: pathlib.Path, split_dir) -> None:
+  """Fills every entry's labels from one dataset-level file (videos in natural order)."""
+  names = [e.name for e in entries]
+  if sorted(names) != names:
+    warnings.warn(f"{path} lists videos in sorted order; the videos of {split_dir} are assigned "
+                  f"in natural order ({', '.join(names[:4])}, ...), which differs from a plain "
+                  f"sort here: check that the labels line up", stacklevel=5)
+  suffix = path.suffix.lower()
+  if suffix == ".npy":
+    flat = _flat_labels(_load_npy(path), path)
+    total = sum(e.num_frames for e in entries)
+    if len(flat) != total:
+      counts = ", ".join(f"{e.name}: {e.num_frames}" for e in entries[:6])
+      more = ", ..." if len(entries) > 6 else ""
+      raise DataError(f"{path} gives {len(flat)} frame labels but the {len(entries)} videos of "
+                      f"{split_dir} have {total} frames in all ({counts}{more}); the file must "
+                      f"concatenate exactly these videos' labels in sorted order")
+    start = 0
+    for e in entries:
+      e.labels, e.label_source = flat[start:start + e.num_frames].copy(), path
+      start += e.num_frames
+    return
+  if suffix == ".mat":
+    per_video = _read_gt_mat(path)
+  elif suffix == ".m":
+    per_video = _read_gt_m(path)
+  else:
+    raise DataError(f"labels file {path}: unsupported type {path.suffix!r}; use a .mat (gt), "
+                    f".npy (frame_labels) or UCSD .m file")
+  if len(per_video) != len(entries):
+    raise DataError(f"{path} holds events for {len(per_video)} videos but {split_dir} has "
+                    f"{len(entries)} videos; the file must list exactly these videos in sorted "
+                    f"order")
+  for e, events in zip(entries, per_video):
+    source = f"{path} (video {e.name})"
+    e.intervals = _normalize_intervals(events, e.num_frames, one_indexed=True, inclusive=True,
+                                       source=source)
+    e.labels = intervals_to_labels(e.intervals, e.num_frames)
+    e.label_source = path
+
+
+def _normal_labels(entries: list[VideoEntry]) -> None:
+  for e in entries:
+    e.labels = np.zeros(e.num_frames, bool)
+    e.intervals = np.zeros((0, 2), np.int64)
+
+
+def _finish_test_labels(entries, root, split_dir, *, labels_file, search, layout,
+                        per_video, require_labels) -> None:
+  """Labels for test entries: labels_file, else a dataset-level file, else `per_video(entry)`."""
+  path = pathlib.Path(labels_file) if labels_file is not None else None
+  if path is not None and not path.is_file():
+    raise DataError(f"labels file {path} does not exist")
+  if path is None:
+    path = _dataset_label_files(root, search, layout)
+  if path is not None:
+    _apply_dataset_labels(entries, path, split_dir)
+    return
+  missing = []
+  for e in entries:
+    per_video(e)
+    if e.labels is None:
+      missing.append(e.name)
+  if missing and require_labels:
+    raise DataError(f"no frame labels for {len(missing)} test video(s) of {root} "
+                    f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}): looked "
+                    f"for labels_file=, a .mat with `gt` or frame_labels_*.npy in "
+                    f"{', '.join(str(s) for s in dict.fromkeys(search) if s is not None)}, and "
+                    f"{_PER_VIDEO_HINT[layout]}; add one, or pass require_labels=False")
+
+
+_PER_VIDEO_HINT = {
+    "ucsd": "a TestNNN_gt/ mask folder or a Test/UCSDped*.m file",
+    "avenue": "testing_label_mask/<n>_label.mat",
+    "shanghaitech": "testing/test_frame_mask/<video>.npy",
+    "frames": "testing/test_frame_mask/<video>.npy",
+}
+
+
+def _require_dir(root: pathlib.Path, rel: str, layout: str, split: str) -> pathlib.Path:
+  d = _child(root, rel)
+  if d is None:
+    raise DataError(f"{root}/{rel} is missing: the {layout} layout keeps its {split} videos "
+                    f"there")
+  return d
+
+
+def _check_split(layout: str, split: str, root: pathlib.Path) -> None:
+  if split not in SPLITS:
+    raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+  if layout in _SPLIT_DIRS and split not in _SPLIT_DIRS[layout]:
+    raise DataError(f"the {layout} dataset at {root} has no {split} split (only "
+                    f"{' and '.join(_SPLIT_DIRS[layout])}); hold out some train videos instead")
+
+
+def _entries_from_folders(folders, layout, split) -> list[VideoEntry]:
+  return [VideoEntry(name=f.name, source=f, labels=None, num_frames=_count_frames(f),
+                     layout=layout, split=split) for f in folders]
+
+
+def _nonempty(items, where: pathlib.Path, what: str):
+  if not items:
+    raise DataError(f"{where} holds no {what}; copy the dataset's videos there")
+  return items
+
+
+def _index_ucsd(root, split, labels_file, require_labels):
+  split_dir = _require_dir(root, _SPLIT_DIRS["ucsd"][split], "ucsd", split)
+  folders = [d for d in _subdirs(split_dir) if not d.name.lower().endswith("_gt")]
+  entries = _entries_from_folders(_nonempty(folders, split_dir, "video folders"), "ucsd", split)
+  for e in entries:
+    gt = split_dir / f"{e.name}_gt"
+    e.mask_source = gt if gt.is_dir() else None
+  if split == "train":
+    _normal_labels(entries)
+    return entries
+
+  def per_video(e):
+    if e.mask_source is not None:
+      masks = _read_mask_folder(e.mask_source)
+      if len(masks) != e.num_frames:
+        raise _mismatch(e.mask_source, len(masks), e.source, e.num_frames, "mask images")
+      e.labels = np.array([m.any() for m in masks])
+      e.label_source = e.mask_source
+
+  _finish_test_labels(entries, root, split_dir, labels_file=labels_file,
+                      search=[root, split_dir], layout="ucsd", per_video=per_video,
+                      require_labels=require_labels)
+  return entries
+
+
+def _avenue_mask_file(root: pathlib.Path, name: str) -> pathlib.Path | None:
+  stems = [f"{int(name)}_label", f"{name}_label"] if name.isdigit() else [f"{name}_label"]
+  for rel in ("testing_label_mask", "ground_truth_demo/testing_label_mask"):
+    d = _child(root, rel)
+    for stem in stems:
+      if d is not None and (d / f"{stem}.mat").is_file():
+        return d / f"{stem}.mat"
+  return None
+
+
+def _index_avenue(root, split, labels_file, require_labels):
+  split_dir = _require_dir(root, _SPLIT_DIRS["avenue"][split], "avenue", split)
+  files = _nonempty(_video_files(split_dir), split_dir,
+                    f"videos ({', '.join(video.VIDEO_SUFFIXES)})")
+  entries = [VideoEntry(name=f.stem, source=f, labels=None, num_frames=_count_frames(f),
+                        layout="avenue", split=split) for f in files]
+  if split == "train":
+    _normal_labels(entries)
+    return entries
+  for e in entries:
+    e.mask_source = _avenue_mask_file(root, e.name)
+
+  def per_video(e):
+    if e.mask_source is not None:
+      masks = _read_vol_label(e.mask_source)
+      if len(masks) != e.num_frames:
+        raise _mismatch(e.mask_source, len(masks), e.source, e.num_frames, "volLabel masks")
+      e.labels = np.array([m.any() for m in masks])
+      e.label_source = e.mask_source
+
+  _finish_test_labels(entries, root, split_dir, labels_file=labels_file, search=[root],
+                      layout="avenue", per_video=per_video, require_labels=require_labels)
+  return entries
+
+
+def _per_video_npy(folder: pathlib.Path | None):
+  def per_video(e):
+    path = folder / f"{e.name}.npy" if folder is not None else None
+    if path is not None and path.is_file():
+      labels = _flat_labels(_load_npy(path), path)
+      if len(labels) != e.num_frames:
+        raise _mismatch(path, len(labels), e.source, e.num_frames)
+      e.labels, e.label_source = labels, path
+  return per_video
+
+
+def _index_shanghaitech(root, split, labels_file, require_labels):
+  if split == "train":
+    frames_dir = _child(root, "training/frames")
+    if frames_dir is not None and _subdirs(frames_dir):  # decoded frames: exact, preferred
+      entries = _entries_from_folders(_subdirs(frames_dir), "shanghaitech", split)
+    else:
+      videos_dir = _require_dir(root, "training/videos", "shanghaitech", split)
+      files = _nonempty(_video_files(videos_dir), videos_dir, "videos")
+      entries = [VideoEntry(name=f.stem, source=f, labels=None, num_frames=_count_frames(f),
+                            layout="shanghaitech", split=split) for f in files]
+    _normal_labels(entries)
+    return entries
+  split_dir = _require_dir(root, "testing/frames", "shanghaitech", split)
+  entries = _entries_from_folders(_nonempty(_subdirs(split_dir), split_dir, "video folders"),
+                                  "shanghaitech", split)
+  pixel_dir = _child(root, "testing/test_pixel_mask")
+  for e in entries:
+    mask = pixel_dir / f"{e.name}.npy" if pixel_dir is not None else None
+    e.mask_source = mask if mask is not None and mask.is_file() else None
+  _finish_test_labels(entries, root, split_dir, labels_file=labels_file,
+                      search=[root, _child(root, "testing")], layout="shanghaitech",
+                      per_video=_per_video_npy(_child(root, "testing/test_frame_mask")),
+                      require_labels=require_labels)
+  return entries
+
+
+def _index_frames(root, split, labels_file, require_labels):
+  split_dir = _require_dir(root, _SPLIT_DIRS["frames"][split], "frames", split)
+  entries = _entries_from_folders(_nonempty(_subdirs(split_dir), split_dir, "video folders"),
+                                  "frames", split)
+  if split == "train":
+    _normal_labels(entries)
+    return entries
+  _finish_test_labels(entries, root, split_dir, labels_file=labels_file,
+                      search=[root, _child(root, "testing")], layout="frames",
+                      per_video=_per_video_npy(_child(root, "testing/test_frame_mask")),
+                      require_labels=require_labels)
+  return entries
+
+
+def _read_labels_json(path: pathlib.Path, num_frames: int) -> np.ndarray:
+  """labels.json -> validated 0-indexed end-exclusive [K, 2] ranges (schema in the module doc)."""
+  try:
+    data = json.loads(path.read_text(encoding="utf-8"))
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise DataError(f"cannot read {path} as JSON ({type(e).__name__}: {e}); expected "
+                    f'{{"anomalous_frames": [[start, end], ...]}}') from None
+  one_indexed = inclusive = False
+  if isinstance(data, dict):
+    unknown = sorted(set(data) - set(_JSON_KEYS))
+    if unknown:
+      raise DataError(f"{path} has unknown key(s) {', '.join(unknown)}; allowed: "
+                      f"{', '.join(_JSON_KEYS)}")
+    if "anomalous_frames" not in data:
+      raise DataError(f'{path} lacks "anomalous_frames": list the anomalous ranges as '
+                      f'[[start, end], ...] (an empty list for a normal event)')
+    for key in ("one_indexed", "inclusive"):
+      if not isinstance(data.get(key, False), bool):
+        raise DataError(f'{path}: "{key}" must be true or false, got {data[key]!r}')
+    one_indexed, inclusive = data.get("one_indexed", False), data.get("inclusive", False)
+    declared = data.get("num_frames")
+    if declared is not None and (isinstance(declared, bool) or declared != num_frames):
+      raise DataError(f'{path} says "num_frames": {declared!r} but its event folder has '
+                      f"{num_frames} frames; the labels were written for other footage")
+    intervals = data["anomalous_frames"]
+  elif isinstance(data, list):
+    intervals = data
+  else:
+    raise DataError(f'{path} must hold {{"anomalous_frames": [[start, end], ...]}} or a bare '
+                    f"list of ranges, got a {type(data).__name__}")
+  if not isinstance(intervals, list) or not all(
+      isinstance(r, list) and len(r) == 2
+      and all(isinstance(v, int) and not isinstance(v, bool) for v in r) for r in intervals):
+    raise DataError(f"{path}: anomalous_frames must be a list of [start, end] integer pairs, "
+                    f"got {intervals!r}")
+  return _normalize_intervals(intervals, num_frames, one_indexed=one_indexed,
+                              inclusive=inclusive, source=path)
+
+
+def _event_source(folder: pathlib.Path) -> pathlib.Path:
+  videos = _video_files(folder)
+  has_frames = any(p.is_file() and p.suffix.lower() in video.FRAME_SUFFIXES
+                   and not _is_hidden(p) for p in folder.iterdir())
+  if len(videos) > 1 or (videos and has_frames):
+    what = ", ".join(p.name for p in videos) + (" and frame images" if has_frames else "")
+    raise DataError(f"event folder {folder} holds {what}; keep one video file or one set of "
+                    f"frames per event")
+  if videos:
+    return videos[0]
+  if not has_frames:
+    raise DataError(f"event folder {folder} holds no video ({', '.join(video.VIDEO_SUFFIXES)}) "
+                    f"or frame images ({', '.join(video.FRAME_SUFFIXES)})")
+  return folder
+
+
+def _index_intervals(root, split, labels_file, require_labels):
+  if labels_file is not None:
+    raise DataError(f"labels_file= does not apply to the intervals layout: each event of "
+                    f"{root} has its own {JSON_LABELS}")
+  split_dir = root / split
+  if not split_dir.is_dir():
+    raise DataError(f"{split_dir} is missing: an intervals dataset keeps its {split} events in "
+                    f"<root>/{split}/<event>/")
+  entries = []
+  for folder in _nonempty(_subdirs(split_dir), split_dir, "event folders"):
+    source = _event_source(folder)
+    e = VideoEntry(name=folder.name, source=source, labels=None,
+                   num_frames=_count_frames(source), layout="intervals", split=split)
+    path = folder / JSON_LABELS
+    if path.is_file():
+      e.intervals = _read_labels_json(path, e.num_frames)
+      e.labels = intervals_to_labels(e.intervals, e.num_frames)
+      e.label_source = path
+    elif split != "test":
+      _normal_labels([e])  # train/val events are normal footage by definition
+    elif require_labels:
+      raise DataError(f"{path} is missing: every test event needs one, e.g. "
+                      f'{{"anomalous_frames": [[start, end]]}} (0-indexed, end-exclusive) or '
+                      f'{{"anomalous_frames": []}} for a normal event')
+    entries.append(e)
+  return entries
+
+
+def _index_synth(root, split, labels_file, require_labels):
+  del require_labels  # the benchmark always has labels
+  if labels_file is not None:
+    raise DataError(f"labels_file= does not apply to the synthetic benchmark {root}: its labels "
+                    f"are in <split>/<clip>.labels.npz")
+  meta = datasets._read_meta(root)  # pylint: disable=protected-access
+  if split not in synth.SPLITS:
+    raise DataError(f"unknown split {split!r} for {root}: choose one of {', '.join(synth.SPLITS)}")
+  entries = []
+  for clip in meta["clips"]:
+    if clip.get("split") != split:
+      continue
+    folder = root / split / clip["name"]
+    if not folder.is_dir():
+      raise DataError(f"clip folder {folder} is missing: delete {root} and render it again")
+    labels_path = root / split / f"{clip['name']}.labels.npz"
+    arrays = datasets._read_labels(labels_path, root)  # pylint: disable=protected-access
+    e = VideoEntry(name=clip["name"], source=folder, labels=arrays["anomaly"].astype(bool),
+                   num_frames=_count_frames(folder), label_source=labels_path, layout="synth",
+                   split=split, meta=dict(clip))
+    if len(e.labels) != e.num_frames:
+      raise _mismatch(labels_path, len(e.labels), folder, e.num_frames)
+    entries.append(e)
+  return entries
+
+
+_INDEXERS = {
+    "ucsd": _index_ucsd, "avenue": _index_avenue, "shanghaitech": _index_shanghaitech,
+    "frames": _index_frames, "intervals": _index_intervals, "synth": _index_synth,
+}
+
+
+def _resolve(root, layout) -> tuple[pathlib.Path, str]:
+  root = pathlib.Path(root)
+  if layout is None:
+    return root, detect_layout(root)
+  if layout not in LAYOUTS:
+    raise DataError(f"unknown dataset layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+  if not root.is_dir():
+    raise DataError(f"dataset folder {root} does not exist or is not a folder")
+  return root, layout
+
+
+def index_dataset(root, *, layout: str | None = None, split: str = "test",
+                  labels_file=None, require_labels: bool = True) -> list[VideoEntry]:
+  """Lists a split's videos with their frame labels, without decoding the videos.
+
+  Frames are counted by listing frame folders or from a video's header (decoded only where the
+  header has no count); label files are read and checked against those counts. `load_clip`
+  checks again against the decoded frames.
+
+  Args:
+    root: the dataset folder.
+    layout: one of `LAYOUTS`; None detects it (`detect_layout`).
+    split: `train`, `val` or `test` (mapped to `Train`/`Test`, `training_videos`/...,
+      `training`/`testing`); only `intervals` and `synth` have `val`.
+    labels_file: a dataset-level label file to use instead of searching the root (module
+      docstring, "Label files"); public layouts only.
+    require_labels: with False, a test video without any label source gets `labels=None`
+      instead of an error.
+
+  Returns:
+    The videos in natural order (`Test2` before `Test10`).
+
+  Raises:
+    DataError: unknown layout or split, missing folders or label files, unreadable label
+      files, label counts that differ from frame counts, or ranges outside a video. Messages
+      name the files and both counts.
+  """
+  root, layout = _resolve(root, layout)
+  _check_split(layout, split, root)
+  return _INDEXERS[layout](root, split, labels_file, require_labels)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
+              grayscale: bool = False) -> Clip:
+  """Decodes one indexed video into a `Clip` and checks its labels against the real frames.
+
+  Args:
+    entry: from `index_dataset`.
+    size: (H, W) to resize frames to; None keeps the stored size.
+    grayscale: 1-channel frames instead of RGB.
+
+  Returns:
+    A `Clip` with `labels` (None only if the entry has none) and `meta` = {layout, split,
+    source, label_source, mask_source} (plus the benchmark.json entry for synth clips, whose
+    distractor flags and workspace masks are filled in too).
+
+  Raises:
+    DataError: the video cannot be decoded, or its frame count differs from the labels'
+      (naming both files and both counts).
+  """
+  frames = video.read_frames(entry.source, size=size, grayscale=grayscale)
+  t = len(frames)
+  labels = entry.labels
+  if labels is not None and len(labels) != t:
+    if entry.intervals is not None:
+      # Ranges define the labels; only the header's count was off. Out-of-range still fails.
+      labels = intervals_to_labels(entry.intervals, t,
+                                   source=entry.label_source or entry.source)
+    else:
+      raise _mismatch(entry.label_source, len(labels), entry.source, t)
+  meta = {"layout": entry.layout, "split": entry.split, "source": str(entry.source),
+          "label_source": str(entry.label_source) if entry.label_source else None,
+          "mask_source": str(entry.mask_source) if entry.mask_source else None}
+  distractors = workspace = None
+  if entry.layout == "synth":
+    meta = {**entry.meta, **meta}
+    root = entry.source.parent.parent
+    arrays = datasets._read_labels(entry.label_source, root)  # pylint: disable=protected-access
+    distractors, workspace = arrays["distractors"].astype(bool), arrays["workspace_mask"]
+    if size is not None and tuple(size) != workspace.shape[1:]:
+      workspace = datasets._resize_masks(workspace, tuple(size))  # pylint: disable=protected-access
+  return Clip(name=entry.name, frames=frames,
+              labels=None if labels is None else np.asarray(labels, bool).copy(),
+              distractors=distractors, workspace_mask=workspace, meta=meta)
+
+
+def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
+                     ) -> np.ndarray | None:
+  """The ground-truth anomaly masks of a test video, where the dataset has them.
+
+  Sources: UCSD `TestNNN_gt/*.bmp`, Avenue `N_label.mat` (`volLabel`), ShanghaiTech
+  `test_pixel_mask/<video>.npy` (`[T, H, W]`). Any nonzero value is anomalous.
+
+  Args:
+    entry: from `index_dataset`.
+    size: (H, W) to resize to (nearest neighbour, matching `load_clip(size=...)`); None keeps
+      the stored size.
+
+  Returns:
+    bool [T, H, W], or None when the video has no pixel masks.
+
+  Raises:
+    DataError: unreadable mask files, or a mask count that differs from the frame count.
+  """
+  if entry.mask_source is None:
+    return None
+  masks = _pixel_mask_array(entry.mask_source)
+  if entry.num_frames is not None and len(masks) != entry.num_frames:
+    raise _mismatch(entry.mask_source, len(masks), entry.source, entry.num_frames, "pixel masks")
+  if size is not None:
+    size = video._check_size(size)  # pylint: disable=protected-access
+    if size != masks.shape[1:]:
+      masks = datasets._resize_masks(masks, size)  # pylint: disable=protected-access
+  return masks
+
+
+def load_dataset(root, *, layout: str | None = None, split: str = "test",
+                 size: tuple[int, int] | None = None, grayscale: bool = False,
+                 labels_file=None, require_labels: bool = True) -> list[Clip]:
+  """Loads a split of any supported dataset into memory.
+
+  Args:
+    root: the dataset folder.
+    layout: one of `LAYOUTS`; None detects it.
+    split: `train`, `val` or `test`.
+    size: (H, W) to resize frames to; None keeps the stored size.
+    grayscale: 1-channel frames instead of RGB.
+    labels_file: see `index_dataset`.
+    require_labels: see `index_dataset`.
+
+  Returns:
+    The split's clips in natural order (synth: benchmark.json order, via
+    `datasets.load_synthetic`).
+
+  Raises:
+    DataError: as `index_dataset` and `load_clip`.
+  """
+  root, layout = _resolve(root, layout)
+  if layout == "synth":
+    if labels_file is not None:
+      raise DataError(f"labels_file= does not apply to the synthetic benchmark {root}")
+    return datasets.load_synthetic(root, split, size=size, grayscale=grayscale)
+  entries = index_dataset(root, layout=layout, split=split, labels_file=labels_file,
+                          require_labels=require_labels)
+  return [load_clip(e, size=size, grayscale=grayscale) for e in entries]
