@@ -196,3 +196,23 @@ def test_report_html_renders_every_image_in_headless_chromium(demo_run, tmp_path
   body = re.search(r"<body[^>]*>", dom).group(0)
   assert f'data-images="{expected}"' in body, body
   assert f'data-rendered="{expected}"' in body, body
+
+
+def test_train_and_eval_on_a_public_layout(tmp_path, capsys):
+  from tests.test_public_datasets import flags, write_images, write_mask_images
+  root = tmp_path / "UCSDped2"
+  write_images(root / "Train" / "Train001", 12, ".tif", first=1)
+  write_images(root / "Test" / "Test001", 9, ".tif", first=1)
+  write_mask_images(root / "Test" / "Test001_gt", flags(9, [6, 7, 8]))
+  overrides = [o for o in TINY_OVERRIDES if not o.startswith("train.steps")]
+  overrides += ["train.steps=2", "data.dataset=ucsd", f"data.root={root}"]
+  workdir = tmp_path / "run"
+  code, _, err = run_cli(["train", "--workdir", workdir, *overrides], capsys)
+  assert code == 0, err
+  code, out, err = run_cli(["eval", "--workdir", workdir, "--report", tmp_path / "rep"], capsys)
+  assert code == 0, err
+  assert "no validation split" in out  # UCSD has none: no threshold, said so
+  metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+  assert metrics["threshold"] is None
+  assert metrics["metrics"]["all"]["frames"] == 9
+  assert metrics["metrics"]["all"]["anomalous_frames"] == 3

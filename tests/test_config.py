@@ -57,3 +57,21 @@ def test_round_trip_through_dict():
   cfg = config_lib.load_config("demo", ["train.steps=9"])
   again = config_lib.config_from_dict(cfg.to_dict())
   assert again == cfg
+
+
+def test_config_choices_match_the_modules_they_name():
+  from jaxvad import protocol, thresholds
+  from jaxvad.data import public
+  assert set(config_lib.PROTOCOL_NAMES) == set(protocol.PROTOCOLS)
+  assert set(config_lib.THRESHOLD_PARAMS) == set(thresholds.METHODS) - {"grid_search"}
+  assert set(config_lib.PUBLIC_LAYOUTS) == set(public.LAYOUTS) - {"synth"}
+
+
+@pytest.mark.parametrize("override, key", [
+    ("score.protocol=ucsd", "score.protocol"),
+    ("score.threshold=best", "score.threshold"),
+    ("data.dataset=avenue", "data.size"),  # public datasets need an explicit frame size
+])
+def test_evaluation_choices_are_validated(override, key):
+  with pytest.raises(ConfigError, match=key):
+    config_lib.load_config("demo", [override])
