@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from jaxvad.errors import JaxvadError
+from jaxvad.errors import ConfigError, JaxvadError
 
 OVERRIDES_HELP = ("config overrides as section.key=value, e.g. train.steps=200 "
                   "model.features=[16,32] data.scene=conveyor")
@@ -107,8 +107,19 @@ def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | 
 
 
 def cmd_eval(args) -> None:
+  from jaxvad import config as config_lib
   from jaxvad import train
   config, state = train.load_trained(args.workdir)
+  if args.overrides:
+    # Only how scores are evaluated may change; the model and its data are the run's.
+    bad = [o for o in args.overrides if not o.strip().startswith("score.")]
+    if bad:
+      raise ConfigError(f"eval accepts only score.* overrides (protocol, threshold, smoothing), "
+                        f"got {bad}; retrain to change anything else")
+    raw = config.to_dict()
+    for override in args.overrides:
+      config_lib.apply_override(raw, override)
+    config = config_lib.config_from_dict(raw, source=f"{args.workdir} + overrides")
   report_dir = args.report or pathlib.Path(args.workdir) / f"report_{args.split}"
   _evaluate_to_report(config, state, report_dir, split=args.split)
 
@@ -194,12 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_score)
 
   p = sub.add_parser("eval", help="evaluate a trained run on a labelled split",
-                     description="Score every clip of a labelled split and write frame-level "
-                                 "AUROC/AUPR (all clips, with and without distractors), per-frame "
-                                 "scores and plots.")
+                     description="Score every clip of a labelled split under a named protocol "
+                                 "and write report.html with frame AUROC/AUPR/EER, event-level "
+                                 "(case-by-case) ROC, confusion counts at a threshold calibrated "
+                                 "on the normal validation split, score curves, ROC curves and "
+                                 "error heat maps of the worst frames, plus metrics.json and CSVs.")
   p.add_argument("--workdir", required=True, help="a run folder written by `jaxvad train`")
   p.add_argument("--split", default="test", help="split to evaluate (default: test)")
   p.add_argument("--report", help="report folder (default: <workdir>/report_<split>)")
+  p.add_argument("overrides", nargs="*", metavar="score.KEY=VALUE",
+                 help="evaluation settings, e.g. score.protocol=ano_pred (jaxvad | ano_pred | "
+                      "macro), score.threshold=target_false_alarm_rate score.threshold_param=0.01 "
+                      "(mean_k_std | margin_from_worst | target_false_alarm_rate | none), "
+                      "score.smoothing=10")
   p.set_defaults(func=cmd_eval)
 
   p = sub.add_parser("demo", help="render, train and evaluate end to end (minutes on a CPU)",

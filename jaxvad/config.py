@@ -159,7 +159,7 @@ def load_config(name_or_path: str | pathlib.Path, overrides: typing.Sequence[str
   except tomllib.TOMLDecodeError as e:
     raise ConfigError(f"{source} is not valid TOML: {e}") from None
   for override in overrides:
-    _apply_override(raw, override)
+    apply_override(raw, override)
   return config_from_dict(raw, source=source)
 
 
@@ -186,7 +186,8 @@ def config_from_dict(raw: dict, *, source: str = "config") -> Config:
   )
 
 
-def _apply_override(raw: dict, override: str) -> None:
+def apply_override(raw: dict, override: str) -> None:
+  """Sets `section.key=value` (value parsed as TOML, a bare word as a string) in a raw dict."""
   key, sep, value = override.partition("=")
   key = key.strip()
   if not sep or not key:

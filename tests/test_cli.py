@@ -216,3 +216,20 @@ def test_train_and_eval_on_a_public_layout(tmp_path, capsys):
   assert metrics["threshold"] is None
   assert metrics["metrics"]["all"]["frames"] == 9
   assert metrics["metrics"]["all"]["anomalous_frames"] == 3
+
+
+def test_eval_under_another_protocol_and_threshold(demo_run, tmp_path, capsys):
+  code, out, err = run_cli(["eval", "--workdir", demo_run["workdir"], "--report", tmp_path,
+                            "score.protocol=ano_pred", "score.threshold=target_false_alarm_rate",
+                            "score.threshold_param=0.1"], capsys)
+  assert code == 0, err
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert metrics["protocol"]["name"] == "ano_pred" and metrics["protocol"]["drop_first"] == 4
+  assert metrics["threshold"]["method"] == "target_false_alarm_rate"
+  assert metrics["threshold"]["stats"]["flag_rate"] <= 0.1
+  assert metrics["config"]["score"]["protocol"] == "ano_pred"
+  # Dropped frames are left out of the metrics (4 per clip) but kept, blank, in scores.csv.
+  demo = json.loads((demo_run["report"] / "metrics.json").read_text())["metrics"]["all"]
+  assert metrics["metrics"]["all"]["frames"] == demo["frames"] - 4 * demo["clips"]
+  code, _, err = run_cli(["eval", "--workdir", demo_run["workdir"], "train.steps=3"], capsys)
+  assert code == 2 and "only score.*" in err
