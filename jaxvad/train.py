@@ -155,8 +155,13 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   # ---- Input pipeline: batch k is a pure function of (seed, k).
   if clips is None:
     clips = [c.frames for c in datasets.load_split(config.data, "train")]
+  # Methods trained on per-frame targets (e.g. weak partition labels) derive them from the
+  # training clips once, here; they are windowed with the frames.
+  targets = (method.training_targets(config, clips) if hasattr(method, "training_targets")
+             else None)
   dataset = pipeline.train_dataset(clips, window=config.data.window, stride=config.data.stride,
-                                   global_batch_size=cfg.batch_size, seed=cfg.seed)
+                                   global_batch_size=cfg.batch_size, seed=cfg.seed,
+                                   per_frame=targets)
 
   # ---- Create the state (or restore it).
   workdir.mkdir(parents=True, exist_ok=True)

@@ -77,10 +77,23 @@ def test_window_source_items_are_clip_slices():
   source = pipeline.WindowSource(clips, window=WINDOW, stride=STRIDE)
   assert len(source) == NUM_WINDOWS and source.frame_shape == (3, 4, 2)
   for i, (c, s) in enumerate(source.index):
-    np.testing.assert_array_equal(source[i], clips[c][s:s + WINDOW])
-  np.testing.assert_array_equal(source[-1], source[len(source) - 1])
+    np.testing.assert_array_equal(source[i]["frames"], clips[c][s:s + WINDOW])
+  np.testing.assert_array_equal(source[-1]["frames"], source[len(source) - 1]["frames"])
   with pytest.raises(IndexError):
     source[len(source)]
+
+
+def test_window_source_carries_per_frame_targets():
+  clips = [np.zeros((n, 2, 2, 1), np.uint8) for n in LENGTHS]
+  labels = [np.arange(n)[:, None] * [1.0, -1.0] + 100 * c for c, n in enumerate(LENGTHS)]
+  source = pipeline.WindowSource(clips, window=WINDOW, stride=STRIDE, per_frame={"y": labels})
+  for i, (c, s) in enumerate(source.index):
+    np.testing.assert_array_equal(source[i]["y"], labels[c][s:s + WINDOW])
+  with pytest.raises(DataError, match="per-frame target 'y'"):
+    pipeline.WindowSource(clips, window=WINDOW, stride=STRIDE, per_frame={"y": labels[:-1]})
+  with pytest.raises(DataError, match="per-frame target 'y'"):
+    pipeline.WindowSource(clips, window=WINDOW, stride=STRIDE,
+                          per_frame={"y": [l[1:] for l in labels]})
 
 
 def test_window_source_checks_clips():

@@ -83,20 +83,26 @@ def window_index(clip_lengths: Sequence[int], *, window: int, stride: int) -> np
 class WindowSource:
   """Grain random-access source: item i is the i-th window of `window_index` over the clips.
 
-  Items are views into the clips (no copy); batching stacks them into fresh arrays.
+  Items are `{"frames": uint8 [window, H, W, C], **targets}`, views into the clips (no copy);
+  batching stacks them into fresh arrays.
   """
 
-  def __init__(self, clips: Sequence[np.ndarray], *, window: int, stride: int):
+  def __init__(self, clips: Sequence[np.ndarray], *, window: int, stride: int,
+               per_frame: dict[str, Sequence[np.ndarray]] | None = None):
     """Indexes the windows of in-memory clips.
 
     Args:
       clips: uint8 arrays `[T_i, H, W, C]` that share H, W and C.
       window: frames per window.
       stride: step between window starts within a clip.
+      per_frame: optional per-frame training targets, name -> one array `[T_i, ...]` per clip
+        (e.g. the soft partition labels of paper 000 §3.2); each item carries the same window
+        of them under that name.
 
     Raises:
       DataError: no clips, a clip that is not uint8 `[T, H, W, C]`, clips of different
-        frame shapes, or no clip as long as the window.
+        frame shapes, no clip as long as the window, or targets whose lengths differ from
+        their clips'.
     """
     if not len(clips):
       raise DataError("no training clips: the training split is empty")
@@ -111,6 +117,14 @@ class WindowSource:
                         f"has {clips[0].shape[1:]}; read every clip with the same data.size and "
                         f"data.grayscale")
     self._clips = clips
+    self._per_frame = {}
+    for name, arrays in (per_frame or {}).items():
+      arrays = [np.asarray(a) for a in arrays]
+      if len(arrays) != len(clips) or any(len(a) != len(c) for a, c in zip(arrays, clips)):
+        raise DataError(f"per-frame target {name!r} must hold one array per clip with one row "
+                        f"per frame: clips have {[len(c) for c in clips]} frames, the target "
+                        f"{[len(a) for a in arrays]} rows")
+      self._per_frame[name] = arrays
     self._window = int(window)
     self._index = window_index([len(c) for c in clips], window=window, stride=stride)
 
@@ -132,16 +146,13 @@ class WindowSource:
     if not -len(self._index) <= i < len(self._index):
       raise IndexError(f"window {i} out of range for {len(self._index)} windows")
     clip, start = self._index[i]
-    return self._clips[clip][start:start + self._window]
+    span = slice(start, start + self._window)
+    return {"frames": self._clips[clip][span],
+            **{name: arrays[clip][span] for name, arrays in self._per_frame.items()}}
 
   def __repr__(self) -> str:
     return (f"WindowSource({len(self._clips)} clips, {len(self)} windows of {self._window} "
             f"frames {self.frame_shape})")
-
-
-def _as_example(frames: np.ndarray) -> dict:
-  # Module level (not a lambda) so the dataset stays picklable for grain's worker processes.
-  return {"frames": frames}
 
 
 def _shuffle_seed(seed: int) -> int:
@@ -152,6 +163,7 @@ def _shuffle_seed(seed: int) -> int:
 
 def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
                   global_batch_size: int, seed: int, shuffle: bool = True,
+                  per_frame: dict[str, Sequence[np.ndarray]] | None = None,
                   process_index: int | None = None,
                   process_count: int | None = None) -> grain.MapDataset:
   """Infinite random-access dataset of training batches: item k is the batch of step k.
@@ -169,12 +181,13 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
     global_batch_size: windows per step over all processes (B).
     seed: data-order seed (>= 0).
     shuffle: shuffle the windows (per epoch); False keeps clip order.
+    per_frame: per-frame targets windowed with the frames (see `WindowSource`).
     process_index: this process (p); defaults to `jax.process_index()`.
     process_count: number of processes (P); defaults to `jax.process_count()`.
 
   Returns:
-    A `grain.MapDataset` of `{"frames": uint8 [B // P, window, H, W, C]}` whose length is
-    effectively infinite (`sys.maxsize // (B // P)`).
+    A `grain.MapDataset` of `{"frames": uint8 [B // P, window, H, W, C], **targets
+    [B // P, window, ...]}` whose length is effectively infinite (`sys.maxsize // (B // P)`).
 
   Raises:
     ConfigError: bad window/stride/batch size/seed or process numbers.
@@ -189,7 +202,8 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
                       f"the number of processes ({process_count})")
   if shuffle and (int(seed) != seed or seed < 0):
     raise ConfigError(f"train.seed = {seed!r} must be an integer >= 0")
-  ds = grain.MapDataset.source(WindowSource(clips, window=window, stride=stride))
+  ds = grain.MapDataset.source(WindowSource(clips, window=window, stride=stride,
+                                            per_frame=per_frame))
   if shuffle:
     ds = ds.shuffle(seed=_shuffle_seed(int(seed)))
   # repeat() only lifts the length; indices past one epoch reach shuffle, which reseeds
@@ -197,7 +211,6 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
   ds = ds.repeat(None)
   if process_count > 1:
     ds = ds[process_index::process_count]
-  ds = ds.map(_as_example)
   return ds.batch(global_batch_size // process_count, drop_remainder=True)
 
 

@@ -10,6 +10,11 @@ A method module provides:
                                   pure; the trainer jits it once with the state donated.
   score_step(state, batch) -> {"psnr": float [B, T], ...}
                                   pure; per-frame scores of every frame of each window.
+and optionally:
+  training_targets(config, clips) -> {name: [per-clip array [T_i, ...]]}
+                                  per-frame training targets computed once from the training
+                                  clips (uint8 [T_i, H, W, C]); batches then carry them as
+                                  `batch[name]` [B, T, ...] next to `batch["frames"]`.
 
 so that the trainer, `jaxvad score`, evaluation and benchmarks treat every method alike.
 """
