@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "jaxvad_kernels.image_scores",
     "jaxvad.scoring",
     "jaxvad.losses",
+    "jaxvad.models.convert_torch",
 ]
 
 

@@ -1,0 +1,240 @@
+"""torchvision `r3d_18` state dict -> `R3D18` variables (`jaxvad.models.r3d`).
+
+A user who downloaded torchvision's Kinetics-400 checkpoint (`r3d_18-b3b3357e.pth`) loads it as
+
+  variables = torch_to_flax("r3d_18-b3b3357e.pth")                    # TorchvisionR3D18
+  # or into a per-frame partition model with another class count (fc keeps its init):
+  variables = load_torch_weights(R3D18(num_classes=8).init(...), "r3d_18-b3b3357e.pth",
+                                 include_fc=False)
+
+Mapping (torch -> Flax, `{collection}/{path}`):
+  stem.0.weight                      -> params/stem/conv/kernel  OIDHW -> DHWIO (T, H, W, in, out)
+  stem.1.weight, .bias               -> params/stem/bn/scale, bias
+  stem.1.running_mean, running_var   -> batch_stats/stem/bn/mean, var
+  layerX.Y.convK.0 / .1              -> layerX_Y/convK/conv / bn    (same rules)
+  layerX.0.downsample.0 / .1         -> layerX_0/downsample/conv / bn
+  fc.weight [out, in], fc.bias       -> params/fc/kernel [in, out], params/fc/bias
+`*.num_batches_tracked` is dropped (Flax BN has no counter; momentum is fixed).
+
+torch is imported only to read a `.pth` file; dicts of numpy arrays need no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from jaxvad.errors import JaxvadError
+from jaxvad.models.r3d import BLOCKS_PER_STAGE
+
+__all__ = ["torch_to_flax", "load_torch_weights", "key_mapping", "torchvision_keys",
+           "ConversionError"]
+
+_BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
+              "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+
+
+class ConversionError(JaxvadError, ValueError):
+  """A state dict that is not torchvision's r3d_18 layout, or does not fit the target model."""
+
+
+def _units() -> list[tuple[str, tuple[str, ...]]]:
+  """(torch prefix, Flax module path) of every conv + BN unit of r3d_18, in forward order."""
+  units = [("stem", ("stem",))]
+  for s in range(1, 5):
+    for b in range(BLOCKS_PER_STAGE):
+      for k in ("conv1", "conv2"):
+        units.append((f"layer{s}.{b}.{k}", (f"layer{s}_{b}", k)))
+      if s > 1 and b == 0:
+        units.append((f"layer{s}.{b}.downsample", (f"layer{s}_{b}", "downsample")))
+  return units
+
+
+def key_mapping(*, include_fc: bool = True) -> dict[str, tuple[str, tuple[str, ...]]]:
+  """Where each torchvision r3d_18 state-dict entry goes in the `R3D18` variables.
+
+  Args:
+    include_fc: include `fc.weight` and `fc.bias`.
+
+  Returns:
+    torch key -> (Flax collection, path in it), e.g. "layer2.0.downsample.1.running_var" ->
+    ("batch_stats", ("layer2_0", "downsample", "bn", "var")); every key but
+    `*.num_batches_tracked`, in `state_dict()` (forward) order.
+  """
+  keys = {}
+  for prefix, path in _units():
+    keys[f"{prefix}.0.weight"] = ("params", path + ("conv", "kernel"))
+    for leaf, (collection, name) in _BN_LEAVES.items():
+      keys[f"{prefix}.1.{leaf}"] = (collection, path + ("bn", name))
+  if include_fc:
+    keys["fc.weight"] = ("params", ("fc", "kernel"))
+    keys["fc.bias"] = ("params", ("fc", "bias"))
+  return keys
+
+
+def torchvision_keys(*, include_fc: bool = True) -> list[str]:
+  """The state-dict keys of torchvision's r3d_18.
+
+  Args:
+    include_fc: include `fc.weight` and `fc.bias`.
+
+  Returns:
+    The keys of `r3d_18().state_dict()` less `*.num_batches_tracked`, in its order.
+  """
+  return list(key_mapping(include_fc=include_fc))
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+  if hasattr(value, "detach"):   # a torch tensor; no torch import needed to recognise it
+    value = value.detach().cpu()
+    if str(value.dtype) == "torch.bfloat16":   # numpy has no bfloat16
+      value = value.float()
+    value = value.numpy()
+  return np.asarray(value)
+
+
+def _read_state_dict(source: Any) -> Mapping[str, Any]:
+  if isinstance(source, (str, os.PathLike)):
+    try:
+      import torch  # pylint: disable=g-import-not-at-top  # only needed for .pth files
+    except ImportError as e:
+      raise ConversionError(
+          f"reading {os.fspath(source)!r} needs PyTorch (torch.load); install a CPU build with "
+          "`pip install torch --index-url https://download.pytorch.org/whl/cpu`, or pass a dict "
+          "of numpy arrays") from e
+    if not os.path.isfile(source):
+      raise ConversionError(f"no checkpoint file at {os.fspath(source)!r}")
+    # weights_only: a .pth is a pickle; never run arbitrary code from a downloaded file.
+    source = torch.load(source, map_location="cpu", weights_only=True)
+  if not isinstance(source, Mapping):
+    raise ConversionError(f"expected a state dict (a mapping of names to arrays), got "
+                          f"{type(source).__name__}")
+  return source
+
+
+def _format_keys(keys) -> str:
+  keys = list(keys)
+  shown = ", ".join(keys[:20])
+  return shown + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
+
+
+def torch_to_flax(state_dict: Any, *, include_fc: bool = True) -> dict[str, dict]:
+  """Converts a torchvision `r3d_18` state dict to `R3D18` variables.
+
+  Args:
+    state_dict: a mapping of torchvision key -> torch tensor or numpy array, or the path of a
+      `.pth` file holding one (read with `torch.load(..., weights_only=True)`).
+    include_fc: False drops `fc.*` (present or not), for a head with another class count; the
+      result then has no `fc` and must be merged into initialised variables
+      (`load_torch_weights`).
+
+  Returns:
+    `{"params": ..., "batch_stats": ...}`: nested dicts of float32 numpy arrays, for
+    `R3D18(width=w, ...)` where 64·w is the stem's channel count in the checkpoint. Shapes are
+    not checked against a model here; `load_torch_weights` does that.
+
+  Raises:
+    ConversionError: keys missing from or unknown to r3d_18's layout (all listed), a conv
+      weight that is not 5-D, or an unreadable file.
+  """
+  source = _read_state_dict(state_dict)
+  expected = key_mapping(include_fc=include_fc)
+  given = {k for k in source if not k.endswith("num_batches_tracked")}
+  ignored = set() if include_fc else {"fc.weight", "fc.bias"}
+  unknown = sorted(given - expected.keys() - ignored)
+  missing = [k for k in expected if k not in given]   # in forward order
+  if unknown or missing:
+    parts = []
+    if missing:
+      parts.append(f"missing {len(missing)} key(s): {_format_keys(missing)}")
+    if unknown:
+      parts.append(f"unknown {len(unknown)} key(s): {_format_keys(unknown)}")
+    hint = (" (keys start with 'module.': strip that DataParallel prefix first)"
+            if any(k.startswith("module.") for k in unknown) else "")
+    raise ConversionError("not a torchvision r3d_18 state dict: " + "; ".join(parts) + hint)
+
+  variables: dict[str, dict] = {"params": {}, "batch_stats": {}}
+  for key, (collection, path) in expected.items():
+    value = _to_numpy(source[key]).astype(np.float32)
+    if path[-1] == "kernel" and path[0] != "fc":
+      if value.ndim != 5:
+        raise ConversionError(f"{key}: expected a Conv3d weight [out, in, T, H, W], got shape "
+                              f"{value.shape}")
+      value = value.transpose(2, 3, 4, 1, 0)   # OIDHW -> DHWIO
+    elif key == "fc.weight":
+      value = value.T                          # Linear [out, in] -> Dense [in, out]
+    node = variables[collection]
+    for name in path[:-1]:
+      node = node.setdefault(name, {})
+    node[path[-1]] = np.ascontiguousarray(value)
+  return variables
+
+
+def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      flat.update(_flatten(v, prefix + (k,)))
+    else:
+      flat[prefix + (k,)] = v
+  return flat
+
+
+def _unflatten(flat: Mapping[tuple, Any]) -> dict:
+  tree: dict = {}
+  for path, v in flat.items():
+    node = tree
+    for name in path[:-1]:
+      node = node.setdefault(name, {})
+    node[path[-1]] = v
+  return tree
+
+
+def load_torch_weights(variables: Mapping, state_dict: Any, *,
+                       include_fc: bool = True) -> dict[str, dict]:
+  """Puts a torchvision r3d_18 state dict into existing `R3D18` variables, shape-checked.
+
+  Args:
+    variables: `{"params", "batch_stats"}` of the target model, e.g. `model.init(...)` or
+      `jax.eval_shape(model.init, ...)` (only shapes are read from leaves that are replaced).
+    state_dict: as for `torch_to_flax`.
+    include_fc: False keeps the target's `fc` (e.g. a per-frame head with C partition classes
+      on a Kinetics-400 backbone) and ignores the checkpoint's.
+
+  Returns:
+    New variables: the target's, with every converted leaf replaced (float32 numpy arrays).
+
+  Raises:
+    ConversionError: as `torch_to_flax`; or leaves whose shapes differ (e.g. another `width`, or
+      another class count with `include_fc=True`), or that one side lacks — all listed.
+  """
+  converted = _flatten(torch_to_flax(state_dict, include_fc=include_fc))
+  target = _flatten({c: dict(variables[c]) for c in ("params", "batch_stats") if c in variables})
+  keep = {p for p in target if not include_fc and p[:2] == ("params", "fc")}
+  problems = []
+  # Lists follow the converter's order (forward order, params before batch_stats): a target's
+  # own order may be sorted (jax.eval_shape) and would put fc and layer* before the stem.
+  absent = [p for p in converted if p not in target]
+  uncovered = [p for p in target if p not in converted and p not in keep]
+  if absent:
+    problems.append("not in the model: " + _format_keys("/".join(p) for p in absent))
+  if uncovered:
+    problems.append("not in the checkpoint: " + _format_keys("/".join(p) for p in uncovered))
+  mismatched = [p for p in converted
+                if p in target and tuple(converted[p].shape) != tuple(target[p].shape)]
+  if mismatched:
+    stem = ("params", "stem", "conv", "kernel")
+    if stem in mismatched:   # the usual cause: another width; say so before listing leaves
+      c, t = converted[stem].shape[-1], target[stem].shape[-1]
+      problems.append(f"the checkpoint has width {c / 64:g} ({c} stem channels), the model "
+                      f"{t / 64:g} ({t})")
+    elif all(p[:2] == ("params", "fc") for p in mismatched):
+      problems.append("another class count: pass include_fc=False to keep the model's fc")
+    problems.append("shape (checkpoint vs model): " + _format_keys(
+        f"{'/'.join(p)} {tuple(converted[p].shape)} vs {tuple(target[p].shape)}"
+        for p in mismatched))
+  if problems:
+    raise ConversionError("checkpoint does not fit the model: " + "; ".join(problems))
+  return _unflatten({**target, **converted})
