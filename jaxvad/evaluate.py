@@ -32,10 +32,11 @@ def protocol_for(config) -> protocol_lib.Protocol:
                           smoothing=config.score.smoothing)
 
 
-def make_score_fn(method_name: str, mesh=None) -> Callable:
-  """The method's `score_step`, jitted with the window batch split over the mesh."""
+def make_score_fn(method_name: str, mesh=None, *, step: str = "score_step") -> Callable:
+  """The method's `score_step` (or another per-window step, e.g. "cam_step"), jitted with the
+  window batch split over the mesh."""
   mesh = mesh if mesh is not None else train_lib.make_mesh()
-  fn = jax.jit(methods.get(method_name).score_step,
+  fn = jax.jit(getattr(methods.get(method_name), step),
                in_shardings=(train_lib.replicated(mesh), train_lib.batch_sharding(mesh)))
   fn.mesh = mesh
   return fn
@@ -58,24 +59,40 @@ def _run_windows(score_fn: Callable, state, frames: np.ndarray, starts: np.ndarr
   return np.concatenate(out)
 
 
-def score_clip(score_fn: Callable, state, frames: np.ndarray, *, window: int,
-               batch_size: int) -> np.ndarray:
-  """Per-frame PSNR of one clip: non-overlapping windows tile it, each frame scored once.
+def clip_outputs(step_fn: Callable, state, frames: np.ndarray, *, window: int,
+                 batch_size: int, key: str) -> np.ndarray:
+  """One per-frame output of a method step for every frame of a clip.
+
+  Non-overlapping windows tile the clip (plus one aligned to its end), so each frame's output
+  comes from exactly one window that saw it.
 
   Args:
-    score_fn: from `make_score_fn`.
+    step_fn: a jitted step `(state, {"frames": uint8 [B, window, H, W, C]}) -> dict` whose
+      `key` output is per frame, `[B, window, ...]` (e.g. from `make_score_fn`).
     state: the trained state.
     frames: uint8 `[T, H, W, C]`, T >= window.
     window: frames per window (the model's training window).
     batch_size: windows per call.
+    key: which output to collect.
+
+  Returns:
+    `[T, ...]`, frame t's output.
+  """
+  starts, owner = pipeline.eval_windows(len(frames), window=window)
+  out = _run_windows(step_fn, state, frames, starts, window=window, batch_size=batch_size,
+                     key=key)
+  return out[owner[:, 0], owner[:, 1]]
+
+
+def score_clip(score_fn: Callable, state, frames: np.ndarray, *, window: int,
+               batch_size: int) -> np.ndarray:
+  """Per-frame PSNR of one clip (`clip_outputs` of the "psnr" output).
 
   Returns:
     float64 `[T]` PSNR per frame (higher = better reconstructed = more normal).
   """
-  starts, owner = pipeline.eval_windows(len(frames), window=window)
-  psnr = _run_windows(score_fn, state, frames, starts, window=window, batch_size=batch_size,
+  return clip_outputs(score_fn, state, frames, window=window, batch_size=batch_size,
                       key="psnr").astype(np.float64)
-  return psnr[owner[:, 0], owner[:, 1]]
 
 
 def reconstruct(score_fn: Callable, state, frames: np.ndarray, frame_idx: Sequence[int], *,

@@ -34,13 +34,15 @@ from jaxvad.data.synth import DISTRACTORS  # noqa: E402
 from jaxvad.protocol import json_safe  # noqa: E402
 
 
-def _write_atomic(path: pathlib.Path, data: str | bytes) -> None:
+def write_atomic(path: pathlib.Path, data: str | bytes) -> None:
+  """Writes to a temporary name, then renames: readers never see half a file."""
   tmp = path.with_name(path.name + ".tmp")
   tmp.write_bytes(data.encode() if isinstance(data, str) else data)
   os.replace(tmp, path)
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
+  """The figure as PNG bytes (110 dpi); the figure is closed."""
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=110)
   plt.close(fig)
@@ -76,7 +78,7 @@ def plot_score_curve(ax, clip: dict, threshold: float | None = None) -> None:
 def _score_curve_png(clip: dict, threshold: float | None) -> bytes:
   fig, ax = plt.subplots(figsize=(7, 2.6), layout="constrained")
   plot_score_curve(ax, clip, threshold)
-  return _png(fig)
+  return png_bytes(fig)
 
 
 def _overview_png(clips: list[dict], threshold: float | None) -> bytes:
@@ -90,7 +92,7 @@ def _overview_png(clips: list[dict], threshold: float | None) -> bytes:
     ax.axis("off")
   fig.suptitle("anomaly score per test clip — red: anomalous frames (ground truth), grey: "
                "distractor present, dashed: threshold, triangles: flagged frames", fontsize=10)
-  return _png(fig)
+  return png_bytes(fig)
 
 
 def _valid(clip: dict) -> np.ndarray:
@@ -125,7 +127,7 @@ def _roc_png(result: dict) -> bytes:
            ylabel=f"true-positive rate (anomalous {unit} flagged)")
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=8, loc="lower right")
-  return _png(fig)
+  return png_bytes(fig)
 
 
 def _worst_frames_png(worst: list[dict]) -> bytes:
@@ -150,7 +152,7 @@ def _worst_frames_png(worst: list[dict]) -> bytes:
     for ax in row:
       ax.set_xticks([])
       ax.set_yticks([])
-  return _png(fig)
+  return png_bytes(fig)
 
 
 # --------------------------------------------------------------------------- tables
@@ -307,18 +309,18 @@ def write_report(out_dir: str | os.PathLike, result: dict, *,
   extra = extra or {}
   payload = {"protocol": result["protocol"], "threshold": result["threshold"],
              "metrics": result["metrics"], **extra}
-  _write_atomic(out / "metrics.json", json.dumps(json_safe(payload), indent=2) + "\n")
-  _write_atomic(out / "scores.csv", _scores_csv(result["clips"]))
-  _write_atomic(out / "per_video.csv", _per_video_csv(result))
+  write_atomic(out / "metrics.json", json.dumps(json_safe(payload), indent=2) + "\n")
+  write_atomic(out / "scores.csv", _scores_csv(result["clips"]))
+  write_atomic(out / "per_video.csv", _per_video_csv(result))
 
   threshold = result["threshold"]["value"] if result["threshold"] else None
   for clip in result["clips"]:
-    _write_atomic(out / "plots" / f"{clip['name']}.png", _score_curve_png(clip, threshold))
+    write_atomic(out / "plots" / f"{clip['name']}.png", _score_curve_png(clip, threshold))
   images = {"overview.png": _overview_png(result["clips"], threshold),
             "roc.png": _roc_png(result)}
   if result.get("worst_frames"):
     images["worst_frames.png"] = _worst_frames_png(result["worst_frames"])
   for name, png in images.items():
-    _write_atomic(out / name, png)
-  _write_atomic(out / "report.html", _html(result, images, extra))
+    write_atomic(out / name, png)
+  write_atomic(out / "report.html", _html(result, images, extra))
   return out

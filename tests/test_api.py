@@ -13,6 +13,8 @@ PUBLIC_MODULES = [
     "jaxvad.scoring",
     "jaxvad.losses",
     "jaxvad.models.convert_torch",
+    "jaxvad.cam",
+    "jaxvad.masking",
 ]
 
 

@@ -29,6 +29,7 @@ from jaxvad.errors import ConfigError
 # name -> module path; modules import lazily so `jaxvad --help` stays fast.
 _REGISTRY = {
     "convlstm_ae": "jaxvad.methods.convlstm_ae",
+    "r3d_partition": "jaxvad.methods.r3d_partition",
 }
 
 
