@@ -3,6 +3,7 @@
     python bench/kernels.py                 # full sizes (a few minutes on 2 cores)
     python bench/kernels.py --quick         # small sizes, a smoke test
     python bench/kernels.py --json out.json
+    python bench/kernels.py --only image    # one suite: dtw | image
 
 Each row is the median of repeated calls after warm-up (compilation excluded); "speed-up" is
 the median of the task's baseline (a peer library) divided by the row's median, measured in
@@ -22,6 +23,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import kernels_dtw  # noqa: E402  (bench/ is a folder of scripts, not a package)
 import kernels_image  # noqa: E402
+
+SUITES = {"dtw": kernels_dtw, "image": kernels_image}
 
 
 def machine() -> dict:
@@ -53,10 +56,12 @@ def main() -> None:
   parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--json", type=pathlib.Path, help="also write rows and machine here")
+  parser.add_argument("--only", choices=sorted(SUITES), help="run one suite (default: all)")
   args = parser.parse_args()
   rows = []
-  for module in (kernels_dtw, kernels_image):
-    rows += module.run(quick=args.quick, repeats=args.repeats)
+  for name, module in SUITES.items():
+    if args.only in (None, name):
+      rows += module.run(quick=args.quick, repeats=args.repeats)
   info = machine()
   print(f"{info['cpu']}, {info['cores']} cores; python {info['python']}, jax {info['jax']}, "
         f"numba {info['numba']}")

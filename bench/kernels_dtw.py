@@ -1,6 +1,6 @@
 """DTW and partition-label timings: jaxvad_kernels vs dtaidistance (C) and tslearn.
 
-    python bench/kernels_dtw.py [--quick] [--repeats 5]
+    python bench/kernels.py --only dtw [--quick] [--repeats 5]
 
 Inputs are random float64 series (standard normal, seed 0), the same arrays for every
 implementation. `run()` returns rows for bench/kernels.py's table.
@@ -8,25 +8,10 @@ implementation. `run()` returns rows for bench/kernels.py's table.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import numpy as np
 
 from jaxvad_kernels import dtw, partition
-
-
-def median_ms(fn, *, repeats: int, warmup: int = 1) -> float:
-  """Median wall time of fn() in ms, after `warmup` untimed calls (compilation)."""
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return 1e3 * statistics.median(times)
+from timing import median_ms
 
 
 def _peers():
@@ -145,12 +130,3 @@ def run(*, quick: bool = False, repeats: int = 5) -> list[dict]:
   rows += _label_rows(repeats, quick)
   return rows
 
-
-if __name__ == "__main__":
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  for row in run(quick=args.quick, repeats=args.repeats):
-    print(f"{row['task']:<50} {row['impl']:<42} {row['median_ms']:10.3f} ms")

@@ -1,7 +1,7 @@
 """SSIM, PSNR and patch-score timings: jaxvad_kernels (Numba) vs scikit-image, pytorch-msssim,
 dm-pix and jaxvad.scoring (JAX), on the CPU.
 
-    python bench/kernels_image.py [--quick] [--repeats 5]
+    python bench/kernels.py --only image [--quick] [--repeats 5]
 
 Input: 64 grayscale float32 frames 256 x 256 in [0, 1] (uniform noise, seed 0) against a noisy
 copy (+ N(0, 0.1), clipped), the same arrays for every implementation; `--quick` uses 8 x 64 x
@@ -14,43 +14,16 @@ are skipped. `run()` returns rows for bench/kernels.py's table.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import numpy as np
 
 from jaxvad_kernels import image_scores
+from timing import median_ms
 
 NUMBA = "jaxvad_kernels (Numba)"
 SKIMAGE = "scikit-image (per-frame loop)"
 NUMPY = "NumPy"
 DMPIX = "dm-pix (jax.jit)"
 JAX_SSIM = "jaxvad.scoring.ssim (jax.jit)"
-
-
-def median_ms(fn, *, repeats: int, warmup: int = 1, settle_s: float = 1.0) -> float:
-  """Median wall time of fn() in ms, after `warmup` untimed calls (compilation).
-
-  A result with `block_until_ready` (a JAX array) is waited for inside the timing. The first
-  `settle_s` seconds are idle: the thread pools of the previous implementation (OpenMP under
-  torch, XLA's) spin-wait a while after their last call and would share the 2 cores.
-  """
-  time.sleep(settle_s)
-  def call():
-    out = fn()
-    if hasattr(out, "block_until_ready"):
-      out.block_until_ready()
-    return out
-
-  for _ in range(warmup):
-    call()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    call()
-    times.append(time.perf_counter() - t0)
-  return 1e3 * statistics.median(times)
 
 
 def _frames(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,16 +139,3 @@ def run(*, quick: bool = False, repeats: int = 5) -> list[dict]:
                "baseline": NUMBA})
   return rows
 
-
-if __name__ == "__main__":
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-  parser.add_argument("--repeats", type=int, default=5)
-  args = parser.parse_args()
-  results = run(quick=args.quick, repeats=args.repeats)
-  base = {(r["task"], r["impl"]): r["median_ms"] for r in results}
-  for row in results:
-    ratio = base[(row["task"], row["baseline"])] / row["median_ms"]
-    print(f"{row['task']:<32} {row['impl']:<34} {row['median_ms']:10.3f} ms"
-          f"  {ratio:7.2f}× vs {row['baseline']}")

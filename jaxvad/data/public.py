@@ -256,24 +256,14 @@ def _count_frames(source: pathlib.Path) -> int:
   """Frames in a folder (by listing) or a video (header count; grabbing frames if it has none)."""
   if source.is_dir():
     return len(video.list_frame_files(source))
-  hint = ("the file is corrupt, truncated or uses a codec this OpenCV build cannot decode; "
-          "re-encode it or export it as a folder of frames")
-  try:
-    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
-  except cv2.error:
-    raise DataError(f"cannot open video {source}: {hint}") from None
-  try:
-    if not cap.isOpened():
-      raise DataError(f"cannot open video {source}: {hint}")
+  with video.open_video(source) as cap:
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     if count <= 0:  # no count in the header: grab (no colour conversion) to the end
       count = 0
       while cap.grab():
         count += 1
-  finally:
-    cap.release()
   if count <= 0:
-    raise DataError(f"video {source} holds no frames: {hint}")
+    raise DataError(f"video {source} holds no frames: {video.VIDEO_HINT}")
   return count
 
 

@@ -14,12 +14,15 @@ ones, so `write_video` refuses odd sizes; use `write_frames` (PNG, lossless) for
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
 import shutil
 import uuid
 import warnings
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 
@@ -174,18 +177,33 @@ def _read_folder(folder: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
   return [prep(_read_image(f), f) for f in list_frame_files(folder)]
 
 
-def _read_video(path: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
-  hint = ("the file is corrupt, truncated or uses a codec this OpenCV build cannot decode; "
-          "re-encode it (e.g. `ffmpeg -i in.mov out.mp4`) or export it as a folder of frames")
+VIDEO_HINT = ("the file is corrupt, truncated or uses a codec this OpenCV build cannot decode; "
+              "re-encode it (e.g. `ffmpeg -i in.mov out.mp4`) or export it as a folder of frames")
+
+
+@contextlib.contextmanager
+def open_video(path: pathlib.Path) -> Iterator[cv2.VideoCapture]:
+  """An opened `cv2.VideoCapture` of a video file, released on exit.
+
+  Raises:
+    DataError: OpenCV cannot open the file (message names it and the fix).
+  """
   # CAP_FFMPEG explicitly: the default backend list also tries the image-sequence reader,
   # which treats `%` in a file name as a printf pattern.
   try:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
   except cv2.error:
-    raise DataError(f"cannot open video {path}: {hint}") from None
+    raise DataError(f"cannot open video {path}: {VIDEO_HINT}") from None
   try:
     if not cap.isOpened():
-      raise DataError(f"cannot open video {path}: {hint}")
+      raise DataError(f"cannot open video {path}: {VIDEO_HINT}")
+    yield cap
+  finally:
+    cap.release()
+
+
+def _read_video(path: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
+  with open_video(path) as cap:
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header; <= 0 if unknown
     frames = []
     while True:
@@ -196,10 +214,8 @@ def _read_video(path: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
       if not ok:  # end of stream and a decode error look the same
         break
       frames.append(prep(frame, f"frame {len(frames)} of {path}"))
-  finally:
-    cap.release()
   if not frames:
-    raise DataError(f"video {path} decoded 0 frames: {hint}")
+    raise DataError(f"video {path} decoded 0 frames: {VIDEO_HINT}")
   if len(frames) < expected:
     # Not an error: some containers estimate the count; a clip that is short of frames
     # is still usable, and check_labels catches it where labels exist.
