@@ -463,7 +463,8 @@ def partition_order_labels(signals, *, num_classes: int, transition: int,
     signals: per-clip frame signals (`frame_signal`), a list of 1-D arrays or a 2-D stack.
     num_classes: C, partitions per cycle.
     transition: T_trans of eq. 3.2.3, in frames of the cycle.
-    period: the cycle length; None estimates it.
+    period: the cycle length; None estimates it, looking no shorter than
+      max(2, C, C * 2 * floor(T_trans / 2)) frames (a cycle must hold C partitions).
     template_signal: the signal(s) the period and template come from: one 1-D signal, or a
       list whose autocorrelations and cycles are pooled. None pools all `signals`: with
       jittered cycles and short clips one clip's few cycles give a poor period (on the tiny
@@ -478,7 +479,10 @@ def partition_order_labels(signals, *, num_classes: int, transition: int,
   clips = _as_signals(signals, "signals")
   source = clips if template_signal is None else template_signal
   if period is None:
-    period = estimate_period(source)
+    # A cycle must hold C partitions whose ramps do not overlap (`smoothed_labels`); shorter
+    # lags are texture or noise (a moving belt's pattern repeats every few frames).
+    period = estimate_period(source, min_period=max(2, num_classes,
+                                                    num_classes * 2 * (transition // 2)))
   period = _check_int(period, "period", 1)
   template = cycle_template(source, period, window=window)
   phases = [cycle_phase(x, template, window=window) for x in clips]

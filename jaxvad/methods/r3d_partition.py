@@ -24,7 +24,7 @@ import optax
 import jaxvad_kernels
 from jaxvad import cam as cam_lib
 from jaxvad import losses
-from jaxvad.errors import ConfigError
+from jaxvad.errors import ConfigError, DataError
 from jaxvad.models import r3d
 
 NAME = "r3d_partition"
@@ -73,8 +73,13 @@ def training_targets(config, clips) -> dict:
   """Smoothed partition-order labels `[T_i, C]` of every training clip (paper 000 §3.2)."""
   signals = [jaxvad_kernels.frame_signal(c) for c in clips]
   m = config.model
-  labels = jaxvad_kernels.partition_order_labels(
-      signals, num_classes=m.num_classes, transition=m.transition, period=m.period or None)
+  try:
+    labels = jaxvad_kernels.partition_order_labels(
+        signals, num_classes=m.num_classes, transition=m.transition, period=m.period or None)
+  except ValueError as e:
+    raise DataError(f"cannot build partition labels from the {len(clips)} training clips of "
+                    f"{config.data.root} ({e}); set model.period to the cycle length in "
+                    f"frames, or lower model.num_classes / model.transition") from None
   return {"labels": [s.astype(np.float32) for s in labels.smooth]}
 
 
