@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvad import cam, cli, masking, paper000
+from jaxvad import cam, evaluate, masking, paper000
 from jaxvad import config as config_lib
 from jaxvad import train
 from jaxvad.data import datasets, synth
@@ -99,6 +99,10 @@ def test_reproduce_writes_tables_with_consistent_counts(bench_root, tmp_path, ca
     assert g["TP"] + g["FN"] + g["FP"] + g["TN"] == sum(len(c.frames) for c in test_clips)
     assert row["threshold"]["stats"]["frames"] > 0  # calibrated on validation frames
   assert scene["rows"]["no mask"]["empty_frames"] == 0
+  # "No mask" is the plain autoencoder: the same AUROC as `jaxvad eval` of that run.
+  ae_cfg, ae_state = train.load_trained(tmp_path / "runs" / "pickplace" / "ae")
+  plain = evaluate.evaluate_clips(ae_cfg, ae_state, test_clips)["metrics"]["all"]
+  assert scene["rows"]["no mask"]["all"]["auroc"] == pytest.approx(plain["auroc"], abs=1e-3)
   assert set(scene["target"]) == {"fp_removed", "tp_kept", "met"}
   for name in ("tables.md", "pickplace/masks.png", "pickplace/scores.png"):
     assert (tmp_path / "out" / name).stat().st_size > 0
