@@ -94,9 +94,10 @@ def write_json_atomic(path: pathlib.Path, obj) -> None:
 
 
 # Keys that may differ between a run and its resumption: they do not change the trajectory.
+# Keys a resumed run may change: they do not alter the training trajectory (the whole `score`
+# section only affects evaluation).
 _RESUMABLE_KEYS = {("train", "steps"), ("train", "log_every"), ("train", "checkpoint_every"),
-                   ("train", "keep_checkpoints"), ("score", "smoothing"), ("score", "batch_size"),
-                   ("name",)}
+                   ("train", "keep_checkpoints"), ("name",)}
 
 
 def _config_differences(saved: dict, current: dict, prefix=()) -> list[str]:
@@ -106,7 +107,7 @@ def _config_differences(saved: dict, current: dict, prefix=()) -> list[str]:
     a, b = saved.get(key), current.get(key)
     if isinstance(a, dict) and isinstance(b, dict):
       diffs += _config_differences(a, b, path)
-    elif path not in _RESUMABLE_KEYS and a != b:
+    elif path not in _RESUMABLE_KEYS and path[0] != "score" and a != b:
       diffs.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
   return diffs
 
