@@ -315,7 +315,8 @@ def _figures(out_dir: pathlib.Path, scene_result: dict) -> None:
     row[1].set_title("ideal mask", fontsize=8)
     row[2].imshow(frame, cmap="gray", vmin=0, vmax=1)
     row[2].imshow(mask, cmap="viridis", alpha=0.55, vmin=0, vmax=1)
-    row[2].set_title(f"learned mask ({MAIN_SETTING.name})", fontsize=8)
+    row[2].set_title(f"learned mask (N={MAIN_SETTING.layers}, thr {MAIN_SETTING.threshold:g}, "
+                     f"w {MAIN_SETTING.window})", fontsize=8)
     for ax in row:
       ax.set_xticks([])
       ax.set_yticks([])
