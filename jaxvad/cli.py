@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
             jaxvad train --config demo train.steps=300   train from a config (+ overrides)
             jaxvad eval --workdir runs/demo              score the test split, write a report
             jaxvad score --workdir runs/demo clip.mp4    per-frame scores of any video/folder
+            jaxvad reproduce paper000 --preset tiny      paper 000's tables: masks vs false alarms
           """))
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
