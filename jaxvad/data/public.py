@@ -361,18 +361,7 @@ def _read_gt_m(path: pathlib.Path) -> list[np.ndarray]:
 
 def _read_image_mask(path: pathlib.Path) -> np.ndarray:
   """One mask image as bool [H, W]: any nonzero channel counts (1-bit, 0/1 or 0/255 files)."""
-  try:
-    data = np.fromfile(path, dtype=np.uint8)
-  except OSError as e:
-    raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-  image = None
-  if data.size:
-    try:
-      image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-      image = None
-  if image is None:
-    raise DataError(f"cannot decode mask {path}: the image is empty or corrupt")
+  image = video.decode_image(path, flags=cv2.IMREAD_UNCHANGED)
   return image.reshape(image.shape[:2] + (-1,)).any(axis=-1)
 
 

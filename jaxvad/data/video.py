@@ -153,7 +153,13 @@ class _FramePrep:
     return image.reshape(image.shape[:2] + (-1,))
 
 
-def _read_image(path: pathlib.Path) -> np.ndarray:
+def decode_image(path: pathlib.Path, *,
+                 flags: int = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) -> np.ndarray:
+  """One image file decoded by OpenCV with `flags`.
+
+  Raises:
+    DataError: the file cannot be read, or is empty or undecodable (message names it).
+  """
   # imdecode of the raw bytes (not imread) so non-ASCII paths work everywhere and an
   # unreadable file is told apart from an undecodable one. ANYDEPTH keeps 16 bits for our
   # own scaling; without IMREAD_UNCHANGED, EXIF orientation is still applied.
@@ -164,7 +170,7 @@ def _read_image(path: pathlib.Path) -> np.ndarray:
   image = None
   if data.size:
     try:
-      image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+      image = cv2.imdecode(data, flags)
     except cv2.error:
       image = None
   if image is None:
@@ -174,7 +180,7 @@ def _read_image(path: pathlib.Path) -> np.ndarray:
 
 
 def _read_folder(folder: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
-  return [prep(_read_image(f), f) for f in list_frame_files(folder)]
+  return [prep(decode_image(f), f) for f in list_frame_files(folder)]
 
 
 VIDEO_HINT = ("the file is corrupt, truncated or uses a codec this OpenCV build cannot decode; "
