@@ -91,7 +91,7 @@ def test_reproduce_writes_tables_with_consistent_counts(bench_root, tmp_path, ca
       config_lib.load_config("demo", data + SIZE).data, "test")
   anomalous = sum(int(c.labels.sum()) for c in test_clips)
   rows = [*scene["rows"].values(), *(r for t in scene["ablations"].values() for r in t.values())]
-  assert len(rows) == 3 + 9
+  assert len(rows) == 4 + 9
   for row in rows:
     g = row["all"]
     # Every row counts the same test frames, whatever its mask.
@@ -104,5 +104,11 @@ def test_reproduce_writes_tables_with_consistent_counts(bench_root, tmp_path, ca
   plain = evaluate.evaluate_clips(ae_cfg, ae_state, test_clips)["metrics"]["all"]
   assert scene["rows"]["no mask"]["all"]["auroc"] == pytest.approx(plain["auroc"], abs=1e-3)
   assert set(scene["target"]) == {"fp_removed", "tp_kept", "met"}
+  # The overlap rates are those of the rendered distractor flags.
+  distracted = [c for c in test_clips if c.meta.get("distractors")]
+  lab = np.concatenate([c.labels.astype(bool) for c in distracted])
+  seen = np.concatenate([c.distractors.any(axis=1) for c in distracted])
+  assert scene["overlap"]["given_anomalous"] == pytest.approx(seen[lab].mean())
+  assert scene["overlap"]["given_normal"] == pytest.approx(seen[~lab].mean())
   for name in ("tables.md", "pickplace/masks.png", "pickplace/scores.png"):
     assert (tmp_path / "out" / name).stat().st_size > 0
