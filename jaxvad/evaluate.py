@@ -27,9 +27,19 @@ RAW_SCORE = "PSNR(reconstruction, frame) in dB"
 
 
 def protocol_for(config) -> protocol_lib.Protocol:
-  """The config's protocol preset with its smoothing window; written into every result."""
-  return protocol_lib.get(config.score.protocol, score=RAW_SCORE,
-                          smoothing=config.score.smoothing)
+  """The config's protocol preset with its smoothing window; written into every result.
+
+  A frame predictor's protocol drops at least the `window - 1` frames it cannot predict."""
+  proto = protocol_lib.get(config.score.protocol, score=RAW_SCORE,
+                           smoothing=config.score.smoothing)
+  if predicts_last(config.method):  # the first window - 1 frames have no prediction
+    proto = dataclasses.replace(proto, drop_first=max(proto.drop_first, config.data.window - 1))
+  return proto
+
+
+def predicts_last(method_name: str) -> bool:
+  """Whether the method predicts only the last frame of each window (a frame predictor)."""
+  return bool(getattr(methods.get(method_name), "PREDICTS_LAST", False))
 
 
 def make_score_fn(method_name: str, mesh=None, *, step: str = "score_step") -> Callable:
@@ -39,6 +49,7 @@ def make_score_fn(method_name: str, mesh=None, *, step: str = "score_step") -> C
   fn = jax.jit(getattr(methods.get(method_name), step),
                in_shardings=(train_lib.replicated(mesh), train_lib.batch_sharding(mesh)))
   fn.mesh = mesh
+  fn.last_only = predicts_last(method_name)
   return fn
 
 
@@ -76,12 +87,18 @@ def clip_outputs(step_fn: Callable, state, frames: np.ndarray, *, window: int,
     key: which output to collect.
 
   Returns:
-    `[T, ...]`, frame t's output.
+    `[T, ...]`, frame t's output; NaN for the first `window - 1` frames of a step that
+    predicts only each window's last frame (`step_fn.last_only`, set by `make_score_fn`).
   """
-  starts, owner = pipeline.eval_windows(len(frames), window=window)
+  starts, owner = pipeline.eval_windows(len(frames), window=window,
+                                        last_only=getattr(step_fn, "last_only", False))
   out = _run_windows(step_fn, state, frames, starts, window=window, batch_size=batch_size,
                      key=key)
-  return out[owner[:, 0], owner[:, 1]]
+  result = out[owner[:, 0], owner[:, 1]]
+  if (owner[:, 0] < 0).any():   # frames no window predicts
+    result = result.astype(np.promote_types(result.dtype, np.float32))
+    result[owner[:, 0] < 0] = np.nan
+  return result
 
 
 def score_clip(score_fn: Callable, state, frames: np.ndarray, *, window: int,
@@ -102,8 +119,12 @@ def reconstruct(score_fn: Callable, state, frames: np.ndarray, frame_idx: Sequen
   Returns:
     float32 `[K, H, W, C]` in [0, 1], one per index in `frame_idx`.
   """
-  starts, owner = pipeline.eval_windows(len(frames), window=window)
+  starts, owner = pipeline.eval_windows(len(frames), window=window,
+                                        last_only=getattr(score_fn, "last_only", False))
   rows = owner[np.asarray(frame_idx, np.int64)]
+  if (rows[:, 0] < 0).any():
+    raise ValueError(f"frames {list(np.asarray(frame_idx)[rows[:, 0] < 0])} come before the "
+                     f"first full window of {window} frames: the model does not predict them")
   recon = _run_windows(score_fn, state, frames, starts[rows[:, 0]], window=window,
                        batch_size=batch_size, key="recon")
   return np.clip(recon[np.arange(len(rows)), rows[:, 1]], 0.0, 1.0).astype(np.float32)

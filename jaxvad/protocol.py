@@ -180,7 +180,8 @@ class Video(NamedTuple):
   labels: np.ndarray | None = None
 
 
-def _as_video(v, i: int) -> Video:
+def _as_video(v, i: int, *, unchecked_first: int = 0) -> Video:
+  """A validated Video; the first `unchecked_first` scores (about to be dropped) may be NaN."""
   if isinstance(v, Mapping):
     v = Video(v.get("name", str(i)), v["scores"], v.get("labels"))
   elif not isinstance(v, Video):
@@ -188,7 +189,7 @@ def _as_video(v, i: int) -> Video:
   scores = np.asarray(v.scores, dtype=np.float64)
   if scores.ndim != 1:
     raise ValueError(f"video {v.name!r}: scores must be 1-D, got shape {scores.shape}")
-  if not np.isfinite(scores).all():
+  if not np.isfinite(scores[unchecked_first:]).all():
     raise ValueError(f"video {v.name!r}: scores contain NaN or inf")
   labels = None
   if v.labels is not None:
@@ -211,7 +212,8 @@ def apply_protocol(protocol: Protocol, videos: Iterable) -> list[Video]:
   Args:
     protocol: the protocol (validated here).
     videos: `Video`s, `(name, scores, labels)` tuples or {"name", "scores", "labels"} mappings;
-      raw scores as the protocol's `score` describes; labels bool (True = anomalous) or None.
+      raw scores as the protocol's `score` describes (the frames it drops may be NaN: a frame
+      predictor does not score them); labels bool (True = anomalous) or None.
 
   Returns:
     One `Video` per input, in order: float64 anomaly scores (higher = more anomalous) and bool
@@ -223,7 +225,7 @@ def apply_protocol(protocol: Protocol, videos: Iterable) -> list[Video]:
   protocol.validate()
   out = []
   for i, v in enumerate(videos):
-    v = _as_video(v, i)
+    v = _as_video(v, i, unchecked_first=protocol.drop_first)
     scores = v.scores[protocol.drop_first:]
     labels = None if v.labels is None else v.labels[protocol.drop_first:]
     if scores.size == 0:

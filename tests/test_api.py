@@ -15,6 +15,9 @@ PUBLIC_MODULES = [
     "jaxvad.models.convert_torch",
     "jaxvad.cam",
     "jaxvad.masking",
+    "jaxvad.augment",
+    "jaxvad.models.resnet",
+    "jaxvad.models.predictive_ae",
 ]
 
 

@@ -206,6 +206,9 @@ def test_constant_and_short_videos():
   with pytest.raises(ValueError, match="shape"):
     protocol.apply_protocol(p, [("bad", np.ones(6), np.zeros(5))])
   with pytest.raises(ValueError, match="NaN"):
-    protocol.apply_protocol(p, [{"name": "nan", "scores": [1, np.nan, 2, 3, 4, 5]}])
+    protocol.apply_protocol(p, [{"name": "nan", "scores": [1, 2, 3, 4, np.nan, 5]}])
+  # Frames the protocol drops may be unscored (a 4 + 1 frame predictor's first 4).
+  (v,) = protocol.apply_protocol(p, [("head", [np.nan] * 4 + [1.0, 3.0], None)])
+  np.testing.assert_array_equal(v.scores, [1.0, 0.0])
   with pytest.raises(ValueError, match="no videos"):
     protocol.evaluate(p, [])

@@ -233,19 +233,25 @@ def prefetch(ds: grain.MapDataset, *, start_step: int = 0, num_threads: int = 2,
   return iter(ds[start_step:].to_iter_dataset(options))
 
 
-def eval_windows(num_frames: int, *, window: int) -> tuple[np.ndarray, np.ndarray]:
+def eval_windows(num_frames: int, *, window: int,
+                 last_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Tiles a clip with windows so that each frame is predicted by exactly one of them.
 
   Non-overlapping windows start at 0, window, 2 * window, ...; if frames remain, one more
   window ends at the last frame and owns just those frames (it overlaps the one before).
+  For a model that predicts only each window's last frame (`last_only`, e.g. a 4 + 1 frame
+  predictor), windows slide with stride 1 and frame t is owned by the window ending at it.
 
   Args:
     num_frames: frames in the clip (>= window).
     window: frames per window.
+    last_only: the model's output per window is its last frame only (`[B, 1, ...]`).
 
   Returns:
     `(starts, owner)`: int64 `[M]` window starts, and int64 `[num_frames, 2]` rows
-    `(window_idx, offset)` so that frame t is `starts[window_idx] + offset`.
+    `(window_idx, offset)` so that frame t is `starts[window_idx] + offset` (`last_only`:
+    offset is the index in the window's output, 0; frames before `window - 1` have no
+    window and get the row (-1, -1)).
 
   Raises:
     DataError: the clip is shorter than the window.
@@ -254,9 +260,14 @@ def eval_windows(num_frames: int, *, window: int) -> tuple[np.ndarray, np.ndarra
   if num_frames < window:
     raise DataError(f"the clip has {num_frames} frames but windows are {window} frames long; "
                     f"it needs at least {window} frames (or a smaller data.window)")
+  t = np.arange(num_frames, dtype=np.int64)
+  if last_only:
+    starts = np.arange(num_frames - window + 1, dtype=np.int64)
+    owner = np.stack([t - (window - 1), np.zeros_like(t)], axis=1)
+    owner[:window - 1] = -1
+    return starts, owner
   full = num_frames // window
   starts = np.arange(full, dtype=np.int64) * window
-  t = np.arange(num_frames, dtype=np.int64)
   owner = np.stack([t // window, t % window], axis=1)
   if num_frames % window:
     last = num_frames - window

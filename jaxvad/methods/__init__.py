@@ -11,6 +11,9 @@ A method module provides:
   score_step(state, batch) -> {"psnr": float [B, T], ...}
                                   pure; per-frame scores of every frame of each window.
 and optionally:
+  PREDICTS_LAST = True            score_step returns outputs for each window's last frame only
+                                  (`[B, 1, ...]`: a frame predictor); evaluation then slides
+                                  windows with stride 1 and drops the first window - 1 frames.
   training_targets(config, clips) -> {name: [per-clip array [T_i, ...]]}
                                   per-frame training targets computed once from the training
                                   clips (uint8 [T_i, H, W, C]); batches then carry them as
@@ -29,6 +32,7 @@ from jaxvad.errors import ConfigError
 # name -> module path; modules import lazily so `jaxvad --help` stays fast.
 _REGISTRY = {
     "convlstm_ae": "jaxvad.methods.convlstm_ae",
+    "predictive_ae": "jaxvad.methods.predictive_ae",
     "r3d_partition": "jaxvad.methods.r3d_partition",
 }
 

@@ -1,4 +1,4 @@
-"""torchvision `r3d_18` state dict -> `R3D18` variables (`jaxvad.models.r3d`).
+"""torchvision `r3d_18` / `resnet18` state dicts -> `R3D18` / `ResNet18` variables.
 
 A user who downloaded torchvision's Kinetics-400 checkpoint (`r3d_18-b3b3357e.pth`) loads it as
 
@@ -7,11 +7,24 @@ A user who downloaded torchvision's Kinetics-400 checkpoint (`r3d_18-b3b3357e.pt
   variables = load_torch_weights(R3D18(num_classes=8).init(...), "r3d_18-b3b3357e.pth",
                                  include_fc=False)
 
-Mapping (torch -> Flax, `{collection}/{path}`):
+and torchvision's ImageNet resnet18 (`resnet18-f37072fd.pth`) with `arch="resnet18"`:
+
+  variables = torch_to_flax("resnet18-f37072fd.pth", arch="resnet18")  # ResNet18(num_classes=1000)
+  variables = load_torch_weights(ResNet18().init(...), "resnet18-f37072fd.pth",
+                                 arch="resnet18", include_fc=False)   # backbone only
+
+Mapping (torch -> Flax, `{collection}/{path}`), `arch="r3d_18"` (the default):
   stem.0.weight                      -> params/stem/conv/kernel  OIDHW -> DHWIO (T, H, W, in, out)
   stem.1.weight, .bias               -> params/stem/bn/scale, bias
   stem.1.running_mean, running_var   -> batch_stats/stem/bn/mean, var
   layerX.Y.convK.0 / .1              -> layerX_Y/convK/conv / bn    (same rules)
+  layerX.0.downsample.0 / .1         -> layerX_0/downsample/conv / bn
+  fc.weight [out, in], fc.bias       -> params/fc/kernel [in, out], params/fc/bias
+`arch="resnet18"`:
+  conv1.weight                       -> params/conv1/kernel      OIHW -> HWIO (H, W, in, out)
+  bn1.weight, .bias                  -> params/bn1/scale, bias
+  bn1.running_mean, running_var      -> batch_stats/bn1/mean, var
+  layerX.Y.convK / layerX.Y.bnK      -> layerX_Y/convK / bnK        (same rules)
   layerX.0.downsample.0 / .1         -> layerX_0/downsample/conv / bn
   fc.weight [out, in], fc.bias       -> params/fc/kernel [in, out], params/fc/bias
 `*.num_batches_tracked` is dropped (Flax BN has no counter; momentum is fixed).
@@ -27,35 +40,63 @@ from typing import Any, Mapping
 import numpy as np
 
 from jaxvad.errors import JaxvadError
-from jaxvad.models.r3d import BLOCKS_PER_STAGE
+from jaxvad.models.r3d import BLOCKS_PER_STAGE   # resnet18 has the same 2 blocks per stage
 
 __all__ = ["torch_to_flax", "load_torch_weights", "key_mapping", "torchvision_keys",
-           "ConversionError"]
+           "ConversionError", "ARCHS"]
+
+# torchvision model names this module converts, and the rank of their conv weights.
+ARCHS = ("r3d_18", "resnet18")
+_CONV_NDIM = {"r3d_18": 5, "resnet18": 4}
+_CONV_LAYOUT = {5: "Conv3d weight [out, in, T, H, W]", 4: "Conv2d weight [out, in, H, W]"}
 
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
 
 class ConversionError(JaxvadError, ValueError):
-  """A state dict that is not torchvision's r3d_18 layout, or does not fit the target model."""
+  """A state dict that is not torchvision's r3d_18 / resnet18 layout, or does not fit the model."""
 
 
-def _units() -> list[tuple[str, tuple[str, ...]]]:
-  """(torch prefix, Flax module path) of every conv + BN unit of r3d_18, in forward order."""
-  units = [("stem", ("stem",))]
+def _check_arch(arch: str) -> None:
+  if arch not in ARCHS:
+    raise ConversionError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
+
+
+def _units(arch: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+  """(torch conv prefix, torch BN prefix, Flax conv path, Flax BN path) of every conv + BN unit.
+
+  In forward (= `state_dict()`) order. r3d_18 wraps each unit in a `Sequential(conv, bn[, relu])`
+  (`stem.0` / `stem.1`); resnet18 names them apart (`conv1` / `bn1`). Both have a
+  `downsample = Sequential(conv, bn)` at block 0 of layer2..4.
+  """
+  _check_arch(arch)
+  if arch == "r3d_18":
+    units = [("stem.0", "stem.1", ("stem", "conv"), ("stem", "bn"))]
+  else:
+    units = [("conv1", "bn1", ("conv1",), ("bn1",))]
   for s in range(1, 5):
     for b in range(BLOCKS_PER_STAGE):
-      for k in ("conv1", "conv2"):
-        units.append((f"layer{s}.{b}.{k}", (f"layer{s}_{b}", k)))
+      block, path = f"layer{s}.{b}", (f"layer{s}_{b}",)
+      for k in ("1", "2"):
+        if arch == "r3d_18":
+          units.append((f"{block}.conv{k}.0", f"{block}.conv{k}.1", path + (f"conv{k}", "conv"),
+                        path + (f"conv{k}", "bn")))
+        else:
+          units.append((f"{block}.conv{k}", f"{block}.bn{k}", path + (f"conv{k}",),
+                        path + (f"bn{k}",)))
       if s > 1 and b == 0:
-        units.append((f"layer{s}.{b}.downsample", (f"layer{s}_{b}", "downsample")))
+        units.append((f"{block}.downsample.0", f"{block}.downsample.1",
+                      path + ("downsample", "conv"), path + ("downsample", "bn")))
   return units
 
 
-def key_mapping(*, include_fc: bool = True) -> dict[str, tuple[str, tuple[str, ...]]]:
-  """Where each torchvision r3d_18 state-dict entry goes in the `R3D18` variables.
+def key_mapping(*, arch: str = "r3d_18",
+                include_fc: bool = True) -> dict[str, tuple[str, tuple[str, ...]]]:
+  """Where each torchvision state-dict entry goes in the `R3D18` / `ResNet18` variables.
 
   Args:
+    arch: "r3d_18" (`jaxvad.models.r3d.R3D18`) or "resnet18" (`jaxvad.models.resnet.ResNet18`).
     include_fc: include `fc.weight` and `fc.bias`.
 
   Returns:
@@ -64,26 +105,28 @@ def key_mapping(*, include_fc: bool = True) -> dict[str, tuple[str, tuple[str, .
     `*.num_batches_tracked`, in `state_dict()` (forward) order.
   """
   keys = {}
-  for prefix, path in _units():
-    keys[f"{prefix}.0.weight"] = ("params", path + ("conv", "kernel"))
+  for conv, bn, conv_path, bn_path in _units(arch):
+    keys[f"{conv}.weight"] = ("params", conv_path + ("kernel",))
     for leaf, (collection, name) in _BN_LEAVES.items():
-      keys[f"{prefix}.1.{leaf}"] = (collection, path + ("bn", name))
+      keys[f"{bn}.{leaf}"] = (collection, bn_path + (name,))
   if include_fc:
     keys["fc.weight"] = ("params", ("fc", "kernel"))
     keys["fc.bias"] = ("params", ("fc", "bias"))
   return keys
 
 
-def torchvision_keys(*, include_fc: bool = True) -> list[str]:
-  """The state-dict keys of torchvision's r3d_18.
+def torchvision_keys(*, arch: str = "r3d_18", include_fc: bool = True) -> list[str]:
+  """The state-dict keys of torchvision's r3d_18 or resnet18.
 
   Args:
+    arch: "r3d_18" or "resnet18".
     include_fc: include `fc.weight` and `fc.bias`.
 
   Returns:
-    The keys of `r3d_18().state_dict()` less `*.num_batches_tracked`, in its order.
+    The keys of `r3d_18().state_dict()` (`resnet18()`'s) less `*.num_batches_tracked`, in its
+    order.
   """
-  return list(key_mapping(include_fc=include_fc))
+  return list(key_mapping(arch=arch, include_fc=include_fc))
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -93,6 +136,11 @@ def _to_numpy(value: Any) -> np.ndarray:
       value = value.float()
     value = value.numpy()
   return np.asarray(value)
+
+
+def _origin(source: Any) -> str:
+  """For error messages: " in 'file.pth'" when reading a file, "" for an in-memory dict."""
+  return f" in {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else ""
 
 
 def _read_state_dict(source: Any) -> Mapping[str, Any]:
@@ -120,27 +168,31 @@ def _format_keys(keys) -> str:
   return shown + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
 
 
-def torch_to_flax(state_dict: Any, *, include_fc: bool = True) -> dict[str, dict]:
-  """Converts a torchvision `r3d_18` state dict to `R3D18` variables.
+def torch_to_flax(state_dict: Any, *, arch: str = "r3d_18",
+                  include_fc: bool = True) -> dict[str, dict]:
+  """Converts a torchvision `r3d_18` or `resnet18` state dict to Flax variables.
 
   Args:
     state_dict: a mapping of torchvision key -> torch tensor or numpy array, or the path of a
       `.pth` file holding one (read with `torch.load(..., weights_only=True)`).
-    include_fc: False drops `fc.*` (present or not), for a head with another class count; the
-      result then has no `fc` and must be merged into initialised variables
-      (`load_torch_weights`).
+    arch: "r3d_18" (default; for `R3D18`) or "resnet18" (for `ResNet18`).
+    include_fc: False drops `fc.*` (present or not), for a head with another class count or a
+      backbone-only `ResNet18`; the result then has no `fc` and can be merged into initialised
+      variables (`load_torch_weights`).
 
   Returns:
     `{"params": ..., "batch_stats": ...}`: nested dicts of float32 numpy arrays, for
-    `R3D18(width=w, ...)` where 64·w is the stem's channel count in the checkpoint. Shapes are
-    not checked against a model here; `load_torch_weights` does that.
+    `R3D18(width=w, ...)` / `ResNet18(width=w, ...)` where 64·w is the first conv's channel
+    count in the checkpoint. Shapes are not checked against a model here;
+    `load_torch_weights` does that.
 
   Raises:
-    ConversionError: keys missing from or unknown to r3d_18's layout (all listed), a conv
-      weight that is not 5-D, or an unreadable file.
+    ConversionError: keys missing from or unknown to the arch's layout (all listed), a conv
+      weight of the wrong rank, an unknown arch, or an unreadable file.
   """
+  where = _origin(state_dict)
   source = _read_state_dict(state_dict)
-  expected = key_mapping(include_fc=include_fc)
+  expected = key_mapping(arch=arch, include_fc=include_fc)
   given = {k for k in source if not k.endswith("num_batches_tracked")}
   ignored = set() if include_fc else {"fc.weight", "fc.bias"}
   unknown = sorted(given - expected.keys() - ignored)
@@ -151,20 +203,27 @@ def torch_to_flax(state_dict: Any, *, include_fc: bool = True) -> dict[str, dict
       parts.append(f"missing {len(missing)} key(s): {_format_keys(missing)}")
     if unknown:
       parts.append(f"unknown {len(unknown)} key(s): {_format_keys(unknown)}")
-    hint = (" (keys start with 'module.': strip that DataParallel prefix first)"
-            if any(k.startswith("module.") for k in unknown) else "")
-    raise ConversionError("not a torchvision r3d_18 state dict: " + "; ".join(parts) + hint)
+    hint = ""
+    if any(k.startswith("module.") for k in unknown):
+      hint = " (keys start with 'module.': strip that DataParallel prefix first)"
+    for other in ARCHS:   # the right checkpoint for the other model: say which arch to pass
+      if other != arch and set(key_mapping(arch=other, include_fc=False)) <= given:
+        hint = f" (this is a torchvision {other} state dict: pass arch={other!r})"
+    raise ConversionError(f"not a torchvision {arch} state dict{where}: " + "; ".join(parts)
+                          + hint)
 
+  conv_ndim = _CONV_NDIM[arch]
   variables: dict[str, dict] = {"params": {}, "batch_stats": {}}
   for key, (collection, path) in expected.items():
     value = _to_numpy(source[key]).astype(np.float32)
-    if path[-1] == "kernel" and path[0] != "fc":
-      if value.ndim != 5:
-        raise ConversionError(f"{key}: expected a Conv3d weight [out, in, T, H, W], got shape "
-                              f"{value.shape}")
-      value = value.transpose(2, 3, 4, 1, 0)   # OIDHW -> DHWIO
-    elif key == "fc.weight":
+    if key == "fc.weight":
       value = value.T                          # Linear [out, in] -> Dense [in, out]
+    elif path[-1] == "kernel":
+      if value.ndim != conv_ndim:
+        raise ConversionError(f"{key}{where}: expected a {_CONV_LAYOUT[conv_ndim]}, got shape "
+                              f"{value.shape}")
+      # O, I, *spatial -> *spatial, I, O (OIDHW -> DHWIO, OIHW -> HWIO)
+      value = value.transpose(*range(2, conv_ndim), 1, 0)
     node = variables[collection]
     for name in path[:-1]:
       node = node.setdefault(name, {})
@@ -192,16 +251,19 @@ def _unflatten(flat: Mapping[tuple, Any]) -> dict:
   return tree
 
 
-def load_torch_weights(variables: Mapping, state_dict: Any, *,
+def load_torch_weights(variables: Mapping, state_dict: Any, *, arch: str = "r3d_18",
                        include_fc: bool = True) -> dict[str, dict]:
-  """Puts a torchvision r3d_18 state dict into existing `R3D18` variables, shape-checked.
+  """Puts a torchvision r3d_18 / resnet18 state dict into existing variables, shape-checked.
 
   Args:
-    variables: `{"params", "batch_stats"}` of the target model, e.g. `model.init(...)` or
-      `jax.eval_shape(model.init, ...)` (only shapes are read from leaves that are replaced).
+    variables: `{"params", "batch_stats"}` of the target model (`R3D18` for "r3d_18",
+      `ResNet18` for "resnet18"), e.g. `model.init(...)` or `jax.eval_shape(model.init, ...)`
+      (only shapes are read from leaves that are replaced).
     state_dict: as for `torch_to_flax`.
-    include_fc: False keeps the target's `fc` (e.g. a per-frame head with C partition classes
-      on a Kinetics-400 backbone) and ignores the checkpoint's.
+    arch: as for `torch_to_flax`.
+    include_fc: False keeps the target's `fc`, if it has one (e.g. a per-frame head with C
+      partition classes on a Kinetics-400 backbone, or a backbone-only `ResNet18`), and
+      ignores the checkpoint's.
 
   Returns:
     New variables: the target's, with every converted leaf replaced (float32 numpy arrays).
@@ -210,7 +272,8 @@ def load_torch_weights(variables: Mapping, state_dict: Any, *,
     ConversionError: as `torch_to_flax`; or leaves whose shapes differ (e.g. another `width`, or
       another class count with `include_fc=True`), or that one side lacks — all listed.
   """
-  converted = _flatten(torch_to_flax(state_dict, include_fc=include_fc))
+  where = _origin(state_dict)
+  converted = _flatten(torch_to_flax(state_dict, arch=arch, include_fc=include_fc))
   target = _flatten({c: dict(variables[c]) for c in ("params", "batch_stats") if c in variables})
   keep = {p for p in target if not include_fc and p[:2] == ("params", "fc")}
   problems = []
@@ -220,21 +283,24 @@ def load_torch_weights(variables: Mapping, state_dict: Any, *,
   uncovered = [p for p in target if p not in converted and p not in keep]
   if absent:
     problems.append("not in the model: " + _format_keys("/".join(p) for p in absent))
+    if all(p[:2] == ("params", "fc") for p in absent):
+      problems.append("the model has no fc: pass include_fc=False")
   if uncovered:
     problems.append("not in the checkpoint: " + _format_keys("/".join(p) for p in uncovered))
   mismatched = [p for p in converted
                 if p in target and tuple(converted[p].shape) != tuple(target[p].shape)]
   if mismatched:
-    stem = ("params", "stem", "conv", "kernel")
-    if stem in mismatched:   # the usual cause: another width; say so before listing leaves
-      c, t = converted[stem].shape[-1], target[stem].shape[-1]
-      problems.append(f"the checkpoint has width {c / 64:g} ({c} stem channels), the model "
-                      f"{t / 64:g} ({t})")
+    first_conv = _units(arch)[0][2]   # ("stem", "conv") / ("conv1",)
+    first = ("params",) + first_conv + ("kernel",)
+    if first in mismatched:   # the usual cause: another width; say so before listing leaves
+      c, t = converted[first].shape[-1], target[first].shape[-1]
+      problems.append(f"the checkpoint has width {c / 64:g} ({c} {first_conv[0]} channels), "
+                      f"the model {t / 64:g} ({t})")
     elif all(p[:2] == ("params", "fc") for p in mismatched):
       problems.append("another class count: pass include_fc=False to keep the model's fc")
     problems.append("shape (checkpoint vs model): " + _format_keys(
         f"{'/'.join(p)} {tuple(converted[p].shape)} vs {tuple(target[p].shape)}"
         for p in mismatched))
   if problems:
-    raise ConversionError("checkpoint does not fit the model: " + "; ".join(problems))
+    raise ConversionError(f"checkpoint{where} does not fit the model: " + "; ".join(problems))
   return _unflatten({**target, **converted})
