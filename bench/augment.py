@@ -14,6 +14,9 @@ Rows, for kind = general and lighting:
 - device, jit: `jax.jit(augment_batch)` on a float32 batch `[32, 5, 224, 224, 3]` already on
   the device, after compilation; median of repeated calls, each waited for
   (`block_until_ready`, bench/timing.py).
+- device, in-step cost: the same on the uint8 batch as a training step receives it, cast to
+  float32 / 255 and augmented in one jit, next to the cast alone; the difference is what the
+  augmentation adds to a step (XLA fuses the lighting gain into the cast).
 
 frames/s counts every frame of a window (5 per window). Only the augmentation is timed: not
 the decode, the uint8 -> float conversion nor the training step it would sit in.
@@ -86,6 +89,26 @@ def bench_device(frames: jax.Array, *, kind: str, repeats: int) -> dict:
           "frames_per_s": b * t / (ms / 1e3)}
 
 
+def bench_device_in_step(frames_u8: jax.Array, *, kinds, repeats: int) -> list[dict]:
+  def cast(u):
+    return u.astype(jnp.float32) / 255
+
+  key = jax.random.key(0)
+  fns = {"cast uint8 -> float32 only": (jax.jit(cast), "—")}
+  for kind in kinds:
+    fns[f"cast + {kind}"] = (jax.jit(lambda u, k, kind=kind: augment.augment_batch(
+        cast(u), k, kind=kind)), kind)
+  b, t = frames_u8.shape[:2]
+  rows = []
+  for name, (fn, kind) in fns.items():
+    call = (lambda fn=fn: fn(frames_u8)) if kind == "—" else (lambda fn=fn: fn(frames_u8, key))
+    ms = median_ms(call, repeats=repeats, warmup=1)
+    rows.append({"impl": f"device, jax.jit: {name}", "kind": kind,
+                 "input": f"batch {list(frames_u8.shape)} uint8", "median_ms": ms,
+                 "frames_per_s": b * t / (ms / 1e3)})
+  return rows
+
+
 def machine() -> dict:
   cpu = platform.processor() or platform.machine()
   try:
@@ -131,6 +154,10 @@ def main() -> None:
       np.random.default_rng(0).random((batch, window, size, size, 3), dtype=np.float32)))
   for kind in KINDS:
     rows.append(bench_device(frames, kind=kind, repeats=device_repeats))
+  del frames
+  frames_u8 = jax.device_put(jnp.asarray(np.random.default_rng(0).integers(
+      0, 256, (batch, window, size, size, 3), dtype=np.uint8)))
+  rows += bench_device_in_step(frames_u8, kinds=KINDS, repeats=device_repeats)
 
   info = machine()
   print(f"{info['cpu']}, {info['cores']} cores; {info['device']}; jax {info['jax']}, "

@@ -37,14 +37,21 @@ Two implementations share the parameter ranges and stage order:
 
 - device (`augment_batch`, `apply_params`, `draw_params`): pure JAX on float frames
   `[B, T, H, W, C]` in [0, 1], meant to be called inside the jitted training step (no hidden
-  jit here). The warp is `jax.scipy.ndimage.map_coordinates(order=1, mode="nearest")` over
-  an affine sampling grid; a hand-written gather of the 4 neighbours was not measurably
-  faster on CPU (bench/augment.py).
+  jit here). The warp samples a per-sequence affine grid with a hand-written bilinear gather
+  of each pixel's 2x2 neighbourhood, shared by all T frames and C channels. Not
+  `jax.scipy.ndimage.map_coordinates(order=1, mode="nearest")`: under jit on XLA:CPU
+  (jax 0.10.2), map_coordinates followed by the saturation stage had XLA recompute the
+  sampling coordinates in several fusions that rounded differently, so the floor used by the
+  gather and the one used for the weights disagreed at a few pixels per batch of 224 x 224
+  frames, which were then sampled one pixel off; it was also about 2x slower there. Here the
+  coordinates come out of a matmul (which XLA stores once instead of recomputing) and both
+  corner and fractions are derived from those stored values.
 - host (`augment_window`, `apply_window_params`, `draw_params_np`): uint8 windows
   `[T, H, W, C]` for a grain pipeline, with `cv2.warpAffine(INTER_LINEAR, BORDER_REPLICATE)`
-  and the colour stages in float32 NumPy, rounded back to uint8. OpenCV interpolates with
-  1/32-px coordinates and fixed-point weights, so the two agree to about 1 intensity level
-  of 255, not exactly.
+  and the colour stages in float32 NumPy, rounded back to uint8. The host rounds to uint8
+  after the warp and again at the end, so the two agree to about 1 intensity level of 255
+  (measured: <= 0.5 for the warp alone, <= 1.05 with the colour stages, OpenCV 5.0), not
+  exactly.
 
 The two draw functions consume different random streams (jax.random vs np.random), so the same
 seed does not give the same parameters on host and device.
@@ -58,7 +65,6 @@ import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy import ndimage
 
 __all__ = ["KINDS", "RANGES", "KIND_PARAMS", "draw_params", "draw_params_np", "apply_params",
            "augment_batch", "apply_window_params", "augment_window"]
@@ -180,21 +186,36 @@ def draw_params_np(rng: np.random.Generator, batch: int, *, kind: str) -> dict:
 
 
 def _warp_batch(frames, angle_deg, dx, dy):
-  b, t, h, w, c = frames.shape
-  row_x, row_y = _inverse_affine(angle_deg[:, None, None], dx[:, None, None], dy[:, None, None],
-                                 h, w, jnp)
-  y, x = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                      indexing="ij")
-  src_x = row_x[0] * x + row_x[1] * y + row_x[2]  # [B, H, W]
-  src_y = row_y[0] * x + row_y[1] * y + row_y[2]
+  """Bilinear warp of `[B, T, H, W, C]` frames, one sampling grid per sequence (see module doc)."""
+  _, _, h, w, c = frames.shape
+  row_x, row_y = _inverse_affine(angle_deg, dx, dy, h, w, jnp)  # 3 x [B] each
+  # Source coordinates [B, 2, H * W] of every output pixel, as a matmul: XLA does not copy a
+  # dot into each consumer, so the corner and the fractions below are computed from the same
+  # stored coordinates (see the module docstring).
+  matrix = jnp.stack([jnp.stack(row_x, -1), jnp.stack(row_y, -1)], 1)  # [B, 2, 3]
+  y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+  pixels = np.stack([x.ravel(), y.ravel(), np.ones(h * w, np.float32)])  # [3, H * W]
+  src = jnp.einsum("bij,jp->bip", matrix, pixels, precision=jax.lax.Precision.HIGHEST)
+  src_x = src[:, 0].reshape(-1, h, w)
+  src_y = src[:, 1].reshape(-1, h, w)
+  # Top-left corner of the 2x2 neighbourhood clamped into the frame and fractions clipped to
+  # [0, 1]: samples outside the frame take the edge pixels (border = replicate).
+  x0 = jnp.clip(jnp.floor(src_x), 0, w - 2)
+  y0 = jnp.clip(jnp.floor(src_y), 0, h - 2)
+  fx = jnp.clip(src_x - x0, 0, 1)[:, None, :, :, None]  # [B, 1, H, W, 1]
+  fy = jnp.clip(src_y - y0, 0, 1)[:, None, :, :, None]
 
-  def plane(image, sy, sx):  # [H, W]
-    return ndimage.map_coordinates(image, [sy, sx], order=1, mode="nearest")
+  def neighbourhoods(image, top, left):  # [H, W, C], [H, W], [H, W] -> [H, W, 2, 2, C]
+    def one(i, j):
+      return jax.lax.dynamic_slice(image, (i, j, 0), (2, 2, c))
+    return jax.vmap(jax.vmap(one))(top, left)
 
-  # Same grid for every frame and channel of a sequence.
-  per_frame = jax.vmap(plane, in_axes=(2, None, None), out_axes=2)  # over C
-  per_sequence = jax.vmap(per_frame, in_axes=(0, None, None))  # over T
-  return jax.vmap(per_sequence)(frames, src_y, src_x)  # over B
+  # The same corners for every frame of a sequence: vmap over T with shared indices, then B.
+  per_sequence = jax.vmap(neighbourhoods, in_axes=(0, None, None))
+  q = jax.vmap(per_sequence)(frames, y0.astype(jnp.int32), x0.astype(jnp.int32))
+  top = q[..., 0, 0, :] * (1 - fx) + q[..., 0, 1, :] * fx  # [B, T, H, W, C]
+  bottom = q[..., 1, 0, :] * (1 - fx) + q[..., 1, 1, :] * fx
+  return (top * (1 - fy) + bottom * fy).astype(frames.dtype)
 
 
 def apply_params(frames, params: Mapping):
@@ -213,8 +234,9 @@ def apply_params(frames, params: Mapping):
     transformed with parameters b.
 
   Raises:
-    ValueError: frames not of rank 5, unknown parameter names, parameters not of shape `[B]`,
-      or saturation on frames with C not in (1, 3).
+    ValueError: frames not of rank 5 (or smaller than 2 x 2 pixels for a warp), unknown
+      parameter names, parameters not of shape `[B]`, or saturation on frames with C not in
+      (1, 3).
     TypeError: frames that are not floating point.
   """
   frames = jnp.asarray(frames)
@@ -240,6 +262,9 @@ def apply_params(frames, params: Mapping):
     return jnp.clip(x, 0.0, 1.0)
 
   if any(n in vectors for n in _GEOMETRIC):
+    if min(frames.shape[2:4]) < 2:
+      raise ValueError(f"frames must be at least 2 x 2 pixels to be warped, got shape "
+                       f"{frames.shape}")
     zero = jnp.zeros((b,), jnp.float32)
     frames = _warp_batch(frames, *(vectors.get(n, zero) for n in _GEOMETRIC))
   if "brightness" in values:

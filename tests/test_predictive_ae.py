@@ -166,3 +166,19 @@ def test_rejects_frames_not_divisible_by_32(bench_root):
   with pytest.raises(ConfigError, match="divisible by 32"):
     method.create_state(config, jax.random.key(0),
                         {"frames": np.zeros((1, 5, 48, 48, 3), np.uint8)})
+
+
+def test_pretrained_encoder_is_loaded_from_a_torchvision_file(bench_root, tmp_path):
+  torch = pytest.importorskip("torch")
+  from tests import torch_reference
+  ref = torch_reference.resnet18(width=0.125)
+  torch_reference.randomize_bn(ref, torch.Generator().manual_seed(0))
+  path = tmp_path / "resnet18.pth"
+  torch.save(ref.state_dict(), path)
+  config = _tiny_config(bench_root, f"model.pretrained={path}")
+  state = method.create_state(config, jax.random.key(0), _batch(config))
+  sd = ref.state_dict()
+  np.testing.assert_array_equal(state.params["encoder"]["conv1"]["kernel"],
+                                sd["conv1.weight"].numpy().transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(state.batch_stats["encoder"]["layer4_1"]["bn2"]["var"],
+                                sd["layer4.1.bn2.running_var"].numpy())
