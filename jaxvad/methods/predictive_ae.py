@@ -2,8 +2,9 @@
 the PSNR of the prediction (low PSNR = anomalous).
 
 Windows are `data.window` frames: the first `window - 1` are the input, the last the target
-(paper: 4 + 1). The model predicts in pixel space ([0, 1], 1 or 3 channels as the data), so PSNR
-and SSIM have their usual range; the encoder sees ImageNet-normalised RGB (gray is repeated).
+(paper: 4 + 1). The encoder sees ImageNet-normalised RGB (gray is repeated); the decoder
+predicts the target in that normalised space (1 or 3 channels as the data), mapped back to
+[0, 1] (`to_pixels`) before the losses and PSNR, which so keep their usual range.
 
 Training (Table 3.1): 0.6 MSE + 0.25 gradient loss + 0.15 (1 - SSIM), Adam; the encoder is
 frozen unless `model.finetune` — its gradients are stopped in the model and its parameters
@@ -85,6 +86,19 @@ def encoder_input(frames):
   return resnet.imagenet_normalize(frames)
 
 
+def to_pixels(out):
+  """The decoder's output, a frame in the encoder's normalised space, -> [0, 1] pixel scale.
+
+  As in the paper's pipeline, where the target frame is ImageNet-normalised like the inputs:
+  a fresh decoder (output ~ 0) then starts at the mean image, not at black, which Adam at
+  3e-4 would take ~1,500 steps to leave. Gray uses the mean of the three channels' constants.
+  """
+  mean, std = jnp.asarray(resnet.IMAGENET_MEAN), jnp.asarray(resnet.IMAGENET_STD)
+  if out.shape[-1] == 1:
+    mean, std = mean.mean(keepdims=True), std.mean(keepdims=True)
+  return out * std + mean
+
+
 def _split(frames):
   """`[B, T, ...]` -> inputs `[B, T-1, ...]`, target `[B, ...]`."""
   return frames[:, :-1], frames[:, -1]
@@ -152,7 +166,7 @@ def train_step(state, batch):
     pred, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, x,
                                    train=True, mutable=["batch_stats"],
                                    rngs={"dropout": dropout_rng})
-    loss, terms = prediction_loss(pred, target, weights=state.loss_weights)
+    loss, terms = prediction_loss(to_pixels(pred), target, weights=state.loss_weights)
     return loss, (terms, updates)
 
   (loss, (terms, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -161,10 +175,11 @@ def train_step(state, batch):
 
 
 def predict(state, frames_uint8) -> Any:
-  """The predicted last frame of each window, float32 `[B, H, W, C]` (unclipped)."""
+  """The predicted last frame of each window, float32 `[B, H, W, C]` on the [0, 1] scale
+  (unclipped)."""
   inputs, _ = _split(to_float(frames_uint8))
-  return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                        encoder_input(inputs), train=False)
+  return to_pixels(state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                                  encoder_input(inputs), train=False))
 
 
 def score_step(state, batch):
