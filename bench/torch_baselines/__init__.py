@@ -1,0 +1,58 @@
+"""PyTorch baselines of jaxvad's models, for benchmarks and for the parity tests.
+
+Straightforward PyTorch, as a competent user writes it: NCHW / NCDHW modules kept in
+channels-last memory (the uint8 `[B, T, H, W, C]` batches jaxvad's pipeline delivers permute
+into it without a copy), `cudnn.benchmark` on GPU (`configure`), AMP left to the caller
+(`torch.autocast`). torchvision's r3d_18 and resnet18 are transcribed module for module
+(`r3d.py`, `resnet.py`; also the references of tests/test_r3d.py and test_resnet.py).
+
+Every method name of `METHODS` maps to a module with the same four functions:
+
+  build(config, *, channels_last=True) -> torch.nn.Module
+      The model of a jaxvad `Config` of that method (sizes from its `model` and `data`
+      sections), on the CPU, in train mode.
+  train_loss(model, frames, targets=None) -> scalar tensor
+      The loss of the jaxvad method's `train_step` on a uint8 `[B, T, H, W, C]` batch (moved to
+      the model's device inside), in train mode; the caller runs backward and the optimizer.
+      `targets`: r3d_partition's per-frame soft labels `[B, T, C]`; unused by the others.
+  score(model, frames) -> tensor
+      As the method's `score_step`, in eval mode without autograd: per-frame PSNR (`[B, T]`
+      convlstm_ae, `[B, 1]` predictive_ae) or partition probabilities (`[B, T, C]`
+      r3d_partition).
+  load_flax_variables(model, variables) -> model
+      Copies a jaxvad model's `{"params", "batch_stats"}` into it, so both frameworks run the
+      same weights (tests/test_torch_baselines.py).
+
+  from bench.torch_baselines import get
+  baseline = get(config.method)
+  model = baseline.build(config).to(device)
+  loss = baseline.train_loss(model, frames); loss.backward(); optimizer.step()
+"""
+
+from __future__ import annotations
+
+import types
+
+from bench.torch_baselines import convlstm_ae, predictive_ae, r3d_partition
+from bench.torch_baselines.common import configure
+
+__all__ = ["METHODS", "BASELINES", "get", "configure", "convlstm_ae", "r3d_partition",
+           "predictive_ae"]
+
+METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae")
+BASELINES: dict[str, types.ModuleType] = {
+    "convlstm_ae": convlstm_ae, "r3d_partition": r3d_partition, "predictive_ae": predictive_ae}
+
+
+def get(method: str) -> types.ModuleType:
+  """The baseline module of a jaxvad method name (`build`, `train_loss`, `score`,
+  `load_flax_variables`).
+
+  Raises:
+    KeyError: a method without a PyTorch baseline.
+  """
+  try:
+    return BASELINES[method]
+  except KeyError:
+    raise KeyError(f"no PyTorch baseline for method {method!r}; have {', '.join(METHODS)}") \
+        from None

@@ -1,0 +1,265 @@
+"""The PyTorch baselines of bench/torch_baselines against jaxvad's models, on the same weights.
+
+For each method (`convlstm_ae`, `r3d_partition`, `predictive_ae` and its variants): random
+jaxvad variables (every bias, BN scale / shift and running statistic random, so no layer is an
+identity) are copied into the torch model with its `load_flax_variables`; the eval forward
+(the method's `score_step` output) and the training loss (`train_step`'s, or for the other
+predictive variants the train-mode prediction and eq. 3.1) must then agree. Tolerances are
+relative to the output's magnitude; the measured values are in the comments.
+
+Sizes are tiny (width 0.125, 16..32 px, T = 4) and the jaxvad variables are drawn with numpy
+from `jax.eval_shape` shapes, not `model.init`: the file runs in ~30 s on 2 CPU cores, most of
+it XLA compiling the jaxvad steps (measured 28 s; 55 s while another job held 1.4 cores).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxvad import config as config_lib
+from jaxvad import scoring
+from jaxvad import train as train_lib
+from jaxvad.methods import convlstm_ae, predictive_ae, r3d_partition
+
+torch = pytest.importorskip("torch")
+from bench import torch_baselines  # noqa: E402  pylint: disable=g-import-not-at-top  # needs torch
+from bench.torch_baselines import common  # noqa: E402  pylint: disable=g-import-not-at-top
+
+RTOL = 1e-5     # max |jax - torch| / max |jax|
+
+
+def _rel_diff(got, want):
+  got = got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
+  want = np.asarray(want, np.float64)
+  assert got.shape == want.shape, (got.shape, want.shape)
+  return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def _random_variables(shapes, seed=0):
+  """Random values for a `jax.eval_shape(model.init)` tree, scaled so activations stay O(1)."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    name = path[-1].key
+    if name == "kernel":   # fan-in: all but the output axis (transpose_kernel: a rough scale)
+      return (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32)
+    if name == "scale":
+      return (0.5 + rng.random(s.shape)).astype(np.float32)
+    if name == "var":
+      return (0.5 + rng.random(s.shape)).astype(np.float32)
+    return (0.2 * rng.standard_normal(s.shape)).astype(np.float32)   # bias, mean
+
+  return jax.tree_util.tree_map_with_path(leaf, shapes)
+
+
+def _variables(model, x, **kw):
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"), x, **kw))
+  return _random_variables(dict(shapes))
+
+
+def _frames(shape, seed=1):
+  return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_get_names_every_method():
+  assert torch_baselines.METHODS == ("convlstm_ae", "r3d_partition", "predictive_ae")
+  for name in torch_baselines.METHODS:
+    module = torch_baselines.get(name)
+    for fn in ("build", "train_loss", "score", "load_flax_variables"):
+      assert callable(getattr(module, fn)), (name, fn)
+  with pytest.raises(KeyError, match="no PyTorch baseline"):
+    torch_baselines.get("nope")
+
+
+# --------------------------------------------------------------------------- convlstm_ae
+
+
+@pytest.fixture(scope="module")
+def convlstm():
+  config = config_lib.load_config("demo", ["model.features=[4, 8]", "model.lstm_features=6",
+                                           "model.lstm_layers=2", "data.window=4"])
+  frames = _frames((2, 4, 16, 16, 1))
+  model = convlstm_ae.build_model(config)
+  variables = _variables(model, convlstm_ae.to_float(frames))
+  state = train_lib.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                      tx=optax.adam(1e-3), rng=jax.random.key(0))
+  batch = {"frames": frames}
+  return dict(config=config, frames=frames, variables=variables,
+              score=jax.jit(convlstm_ae.score_step)(state, batch),
+              loss=float(jax.jit(convlstm_ae.train_step)(state, batch)[1]["loss"]))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_convlstm_ae_matches_jaxvad(convlstm, channels_last):
+  baseline = torch_baselines.get("convlstm_ae")
+  model = baseline.build(convlstm["config"], channels_last=channels_last)
+  baseline.load_flax_variables(model, convlstm["variables"])
+  frames = torch.from_numpy(convlstm["frames"])
+  model.eval()
+  with torch.no_grad():
+    recon = model(frames.float() / 255)
+  assert _rel_diff(recon, convlstm["score"]["recon"]) < RTOL   # measured 3e-7
+  psnr = baseline.score(model, frames)
+  assert psnr.shape == (2, 4)
+  np.testing.assert_allclose(psnr.numpy(), convlstm["score"]["psnr"], rtol=1e-5)
+  loss = baseline.train_loss(model, frames)
+  assert loss.item() == pytest.approx(convlstm["loss"], rel=1e-5)   # measured 0 to 5e-7
+  loss.backward()
+  assert all(p.grad is not None for p in model.parameters())
+
+
+def test_convlstm_ae_torch_padding_keeps_shapes_and_parameters(convlstm):
+  """The timing variant with PyTorch's usual paddings: same shapes and weights, other grid."""
+  baseline = torch_baselines.get("convlstm_ae")
+  exact = baseline.load_flax_variables(baseline.build(convlstm["config"]), convlstm["variables"])
+  usual = baseline.build(convlstm["config"], torch_padding=True)
+  usual.load_state_dict(exact.state_dict())
+  frames = torch.from_numpy(convlstm["frames"]).float() / 255
+  with torch.no_grad():
+    a, b = exact.eval()(frames), usual.eval()(frames)
+  assert a.shape == b.shape == frames.shape and not torch.allclose(a, b)
+
+
+# --------------------------------------------------------------------------- r3d_partition
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_r3d_partition_matches_jaxvad(grayscale):
+  config = config_lib.load_config("r3d_partition_demo", [
+      "model.num_classes=4", f"data.grayscale={str(grayscale).lower()}"])
+  frames = _frames((2, 4, 32, 32, 1 if grayscale else 3))
+  labels = np.random.default_rng(2).dirichlet(np.ones(4), (2, 4)).astype(np.float32)
+  model = r3d_partition.build_model(config)
+  variables = _variables(model, r3d_partition.to_input(frames, pretrained=False), train=False)
+  state = train_lib.TrainState.create(
+      apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
+      tx=optax.adam(1e-3), rng=jax.random.key(0))
+  batch = {"frames": frames, "labels": labels}
+
+  baseline = torch_baselines.get("r3d_partition")
+  torch_model = baseline.build(config)
+  assert torch_model.stem[0].in_channels == (1 if grayscale else 3)
+  baseline.load_flax_variables(torch_model, variables)
+  frames_t = torch.from_numpy(frames)
+  x = baseline.to_input(torch_model, frames_t)
+  if not grayscale:   # the permuted batch is channels-last memory: no copy
+    assert x.is_contiguous(memory_format=torch.channels_last_3d)
+  torch_model.eval()
+  with torch.no_grad():
+    logits = torch_model(x)
+  want, probs = jax.jit(lambda s, b: (
+      model.apply({"params": s.params, "batch_stats": s.batch_stats},
+                  r3d_partition.to_input(b["frames"], pretrained=False), train=False),
+      r3d_partition.score_step(s, b)["partition_probs"]))(state, batch)
+  assert logits.shape == (2, 4, 4)
+  assert _rel_diff(logits, want) < RTOL   # measured 5e-7 (gray), 8e-7 (RGB)
+  assert np.abs(np.asarray(want)).max() > 1   # not a comparison of near-zeros
+  assert _rel_diff(baseline.score(torch_model, frames_t), probs) < RTOL
+  if grayscale:   # the training loss (BN on batch statistics) of the method's own step
+    loss = float(jax.jit(r3d_partition.train_step)(state, batch)[1]["loss"])
+    loss_t = baseline.train_loss(torch_model, frames_t, torch.from_numpy(labels))
+    assert loss_t.item() == pytest.approx(loss, rel=1e-5)   # measured 1e-7
+    with pytest.raises(ValueError, match="targets"):
+      baseline.train_loss(torch_model, frames_t, None)
+
+
+# --------------------------------------------------------------------------- predictive_ae
+
+
+def _predictive(variant):
+  config = config_lib.load_config("predictive_ae_demo", ["model.width=0.125",
+                                                         f"model.variant={variant}"])
+  frames = _frames((2, 5, 32, 32, 3))
+  model = predictive_ae.build_model(config)
+  x = predictive_ae.encoder_input(predictive_ae.to_float(frames[:, :-1]))
+  variables = _variables(model, x, train=False)
+  baseline = torch_baselines.get("predictive_ae")
+  torch_model = baseline.build(config)
+  baseline.load_flax_variables(torch_model, variables)
+  return config, frames, model, x, variables, baseline, torch_model
+
+
+@pytest.mark.parametrize("variant", ["base", "dropout", "skiptwice", "attention"])
+def test_predictive_ae_matches_jaxvad(variant):
+  config, frames, model, x, variables, baseline, torch_model = _predictive(variant)
+  frames_t = torch.from_numpy(frames)
+  target = predictive_ae.to_float(frames[:, -1])
+  train = variant != "dropout"   # training draws other dropout masks in the two frameworks
+
+  @jax.jit
+  def run(v, x):
+    """Eval: the predicted frame in pixels and score_step's PSNR. Train (decoder BN on batch
+    statistics, the frozen encoder on its running ones): the prediction and eq. 3.1."""
+    pred = predictive_ae.to_pixels(model.apply(v, x, train=False))
+    out = {"pred": pred, "psnr": scoring.psnr(jnp.clip(pred, 0, 1), target)[:, None]}
+    if train:
+      pred, _ = model.apply(v, x, train=True, mutable=["batch_stats"])
+      out["train_pred"] = predictive_ae.to_pixels(pred)
+      out["loss"], out["terms"] = predictive_ae.prediction_loss(
+          out["train_pred"], target, weights=config.model.loss_weights)
+    return out
+
+  want = run(variables, x)
+  got = baseline.predict(torch_model, frames_t).permute(0, 2, 3, 1)
+  assert _rel_diff(got, want["pred"]) < RTOL   # measured <= 4e-7
+  np.testing.assert_allclose(baseline.score(torch_model, frames_t).numpy(), want["psnr"],
+                             rtol=1e-5)
+  if not train:
+    return
+  torch_model.train()
+  assert not torch_model.encoder.training and torch_model.bn0.training
+  inputs, target_t = baseline._split(torch_model, frames_t)
+  pred_t = baseline.to_pixels(torch_model(inputs))
+  assert _rel_diff(pred_t.permute(0, 2, 3, 1), want["train_pred"]) < RTOL   # measured <= 6e-7
+  # SSIM of random frames is ~0.014: compared absolutely (measured 3e-8).
+  assert common.ssim(pred_t, target_t).mean().item() == pytest.approx(
+      1 - float(want["terms"]["ssim"]), abs=1e-6)
+  assert common.gradient_loss(pred_t, target_t).item() == pytest.approx(
+      float(want["terms"]["gradient"]), rel=1e-5)   # measured 0
+  loss_t = baseline.train_loss(torch_model, frames_t)
+  assert loss_t.item() == pytest.approx(float(want["loss"]), rel=1e-5)   # measured <= 9e-8
+  loss_t.backward()
+  assert all(p.grad is None for p in torch_model.encoder.parameters())   # frozen
+  assert torch_model.merge.weight.grad is not None
+
+
+def test_predictive_ae_loss_is_the_methods_train_step():
+  """The full train_step of the method (augment none) gives the baseline's loss."""
+  config, frames, model, _, variables, baseline, torch_model = _predictive("base")
+  state = predictive_ae.State.create(
+      apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
+      tx=optax.adam(1e-3), rng=jax.random.key(0), loss_weights=tuple(config.model.loss_weights))
+  metrics = jax.jit(predictive_ae.train_step)(state, {"frames": frames})[1]
+  loss_t = baseline.train_loss(torch_model, torch.from_numpy(frames))
+  assert loss_t.item() == pytest.approx(float(metrics["loss"]), rel=1e-5)
+
+
+def test_predictive_ae_time_folding_is_frame_major_and_channels_last():
+  from bench.torch_baselines import predictive_ae as baseline  # pylint: disable=g-import-not-at-top
+  x = torch.randn(8, 6, 3, 5).contiguous(memory_format=torch.channels_last)   # [B·T, C, h, w]
+  folded = baseline._fold_time(x, 2)
+  assert torch.equal(folded, x.unflatten(0, (2, 4)).flatten(1, 2))   # [B, T·C, h, w]
+  assert folded.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_ssim_matches_jaxvad_on_smooth_and_flat_frames():
+  """Interior-only SSIM as jaxvad's, including flat regions where E[x^2] - E[x]^2 cancels."""
+  rng = np.random.default_rng(3)
+  a = rng.random((3, 24, 20, 2)).astype(np.float32)
+  b = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
+  a[0], b[0] = 0.7, 0.7 + 1e-3 * rng.standard_normal(a.shape[1:])   # nearly flat frame
+  a[1] = 0.1                                                          # two flat halves
+  a[1, 12:] = 0.95
+  b[1] = a[1] + 1e-3 * rng.standard_normal(a.shape[1:])
+  want = np.asarray(scoring.ssim(a, b))
+  got = common.ssim(torch.from_numpy(a).permute(0, 3, 1, 2),
+                    torch.from_numpy(b).permute(0, 3, 1, 2)).numpy()
+  np.testing.assert_allclose(got, want, atol=1e-5)   # measured 5e-6
+
+
+def test_build_rejects_augmentation():
+  config = config_lib.load_config("predictive_ae_demo", ["model.augment=general"])
+  with pytest.raises(ValueError, match="augment"):
+    torch_baselines.get("predictive_ae").build(config)
