@@ -1,0 +1,239 @@
+"""jaxvad against PyTorch: training step and scoring throughput of every model.
+
+    python bench/models.py                                   # the three demo configs, CPU
+    python bench/models.py --methods predictive_ae --batch 32 --size 256 256 --bf16
+    python bench/models.py --torch-compile --out bench/results
+
+For each method, jaxvad (jitted fp32 step; with `--bf16` also bf16 compute) and its PyTorch
+baseline (`bench/torch_baselines`: eager; with `--torch-compile` also `torch.compile`; on a GPU
+with `--bf16` also AMP bf16) run on the same random batch of the same shapes: a full training
+step (forward, loss, backward, Adam update) and the scoring step, each timed as the median of
+`--repeats` calls after warm-up / compilation, waited for with `block_until_ready` /
+`torch.cuda.synchronize`. Reports steps/s, frames/s, compile time, the step's FLOPs as XLA
+counts them, peak device memory where the backend reports it, and the ratio jaxvad / PyTorch
+eager of the same dtype. Writes a markdown table and JSON (with the machine described) under
+`--out`.
+
+The ConvLSTM baseline uses PyTorch's usual paddings (`torch_padding=True`): same shapes,
+parameters and FLOPs as jaxvad's 'SAME'-padded model, without the pad/crop copies an exact
+transcription needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `bench` as a package
+
+from bench import train_step as jax_bench  # noqa: E402
+from jaxvad import config as config_lib  # noqa: E402
+
+CONFIGS = {"convlstm_ae": "demo", "r3d_partition": "r3d_partition_demo",
+           "predictive_ae": "predictive_ae_demo"}
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine() -> dict:
+  """CPU model, cores, accelerators and library versions, for the result files."""
+  import flax
+  import torch
+  cpu = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+  return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu,
+          "jax_backend": jax.default_backend(), "jax_devices": jax.device_count(),
+          "jax": jax.__version__, "flax": flax.__version__, "torch": torch.__version__,
+          "python": platform.python_version(), "platform": platform.platform()}
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+def torch_bench(config, *, repeats: int, compile_: bool = False, amp: bool = False) -> dict:
+  """Times the PyTorch baseline of `config.method` on the batch `jax_bench.random_batch`
+  gives the jaxvad step (same shapes, same values)."""
+  import torch
+  from bench import torch_baselines
+
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  torch_baselines.configure(device)
+  baseline = torch_baselines.get(config.method)
+  kwargs = {"torch_padding": True} if config.method == "convlstm_ae" else {}
+  model = baseline.build(config, **kwargs).to(device)
+  host = jax_bench.random_batch(config)
+  frames = torch.from_numpy(host["frames"]).to(device)
+  targets = torch.from_numpy(host["labels"]).to(device) if "labels" in host else None
+  opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                         lr=config.train.learning_rate)
+  loss_fn, score_fn = baseline.train_loss, baseline.score
+  if compile_:
+    loss_fn = torch.compile(loss_fn)
+    score_fn = torch.compile(score_fn)
+  autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+  def train_step():
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+      loss = loss_fn(model, frames, targets)
+    loss.backward()
+    opt.step()
+
+  def score():
+    with autocast:
+      score_fn(model, frames)
+
+  def timed(fn):
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      fn()
+      sync()
+      times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+  if device.type == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+  start = time.perf_counter()
+  train_step()
+  sync()
+  compile_s = time.perf_counter() - start
+  train_step()  # warm-up (cudnn.benchmark autotuning, allocator)
+  sync()
+  train_s = timed(train_step)
+  score()
+  sync()
+  score_s = timed(score)
+  b, t = host["frames"].shape[:2]
+  return {"framework": "pytorch " + ("compile" if compile_ else "eager"),
+          "dtype": "bf16 amp" if amp else "float32", "compile_s": round(compile_s, 2),
+          "train_step_ms": round(1e3 * train_s, 2), "train_steps_per_s": round(1 / train_s, 2),
+          "train_frames_per_s": round(b * t / train_s, 1),
+          "score_step_ms": round(1e3 * score_s, 2), "score_frames_per_s": round(b * t / score_s, 1),
+          "peak_mem_mb": (round(torch.cuda.max_memory_allocated() / 2**20)
+                          if device.type == "cuda" else None)}
+
+
+# --------------------------------------------------------------------------- jaxvad
+
+
+def jax_row(config, *, repeats: int) -> dict:
+  row = jax_bench.bench(config, repeats=repeats)
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use")
+  return {"framework": "jaxvad", "dtype": config.train.compute_dtype,
+          **{k: row[k] for k in ("compile_s", "train_step_ms", "train_steps_per_s",
+                                  "train_frames_per_s", "score_step_ms", "score_frames_per_s",
+                                  "train_gflop", "train_tflop_per_s")},
+          "peak_mem_mb": round(peak / 2**20) if peak else None}
+
+
+def bench_method(method: str, *, overrides, repeats: int, bf16: bool, compile_: bool) -> list:
+  config = config_lib.load_config(CONFIGS[method], overrides)
+  rows = [jax_row(config, repeats=repeats)]
+  if bf16:
+    rows.append(jax_row(config_lib.load_config(CONFIGS[method],
+                                               [*overrides, "train.compute_dtype=bfloat16"]),
+                        repeats=repeats))
+  rows.append(torch_bench(config, repeats=repeats))
+  if compile_:
+    try:
+      rows.append(torch_bench(config, repeats=repeats, compile_=True))
+    except Exception as e:  # noqa: BLE001 - report, don't abort the whole bench
+      rows.append({"framework": "pytorch compile", "dtype": "float32",
+                   "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
+  import torch
+  if bf16 and torch.cuda.is_available():
+    rows.append(torch_bench(config, repeats=repeats, amp=True))
+  batch = list(jax_bench.random_batch(config)["frames"].shape)
+  eager = {r["dtype"]: r for r in rows if r["framework"] == "pytorch eager"}
+  for r in rows:
+    ref = eager.get("bf16 amp" if r["dtype"] == "bfloat16" else "float32",
+                    eager.get("float32"))
+    if "train_step_ms" in r and ref:
+      r["train_vs_eager"] = round(ref["train_step_ms"] / r["train_step_ms"], 2)
+      r["score_vs_eager"] = round(ref["score_step_ms"] / r["score_step_ms"], 2)
+    r.update(method=method, config=config.name, batch=batch)
+  return rows
+
+
+# --------------------------------------------------------------------------- output
+
+
+COLUMNS = [("method", "model"), ("framework", "framework"), ("dtype", "dtype"),
+           ("batch", "batch [B,T,H,W,C]"), ("compile_s", "compile s"),
+           ("train_step_ms", "train ms"), ("train_steps_per_s", "steps/s"),
+           ("train_frames_per_s", "train frames/s"), ("score_frames_per_s", "score frames/s"),
+           ("train_vs_eager", "train × eager"), ("score_vs_eager", "score × eager"),
+           ("train_tflop_per_s", "TFLOP/s"), ("peak_mem_mb", "peak MiB")]
+
+
+def markdown(rows: list, mach: dict) -> str:
+  head = (f"{mach['cpu']} ({mach['cores']} cores)" + (f", {mach['gpu']}" if mach["gpu"] else "")
+          + f"; jax {mach['jax']} ({mach['jax_backend']}), flax {mach['flax']}, "
+          f"torch {mach['torch']}")
+  lines = [head, "", "| " + " | ".join(c for _, c in COLUMNS) + " |",
+           "|" + "---|" * len(COLUMNS)]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"| {r['method']} | {r['framework']} | {r['dtype']} | failed: {r['error']} |")
+      continue
+    lines.append("| " + " | ".join("" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS)
+                 + " |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--methods", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+  parser.add_argument("--batch", type=int, help="batch size (default: each config's)")
+  parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                      help="frame size (default: each config's)")
+  parser.add_argument("--repeats", type=int, default=10, help="timed calls (median reported)")
+  parser.add_argument("--bf16", action="store_true", help="also bf16 compute (AMP on GPU)")
+  parser.add_argument("--torch-compile", action="store_true", help="also torch.compile")
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench/results"),
+                      help="folder for models_<machine>.md / .json (default: bench/results)")
+  parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                      help="config overrides applied to every model")
+  args = parser.parse_args()
+  overrides = list(args.overrides)
+  if args.batch:
+    overrides.append(f"train.batch_size={args.batch}")
+  if args.size:
+    overrides.append(f"data.size=[{args.size[0]},{args.size[1]}]")
+  mach = machine()
+  rows = []
+  for method in args.methods:
+    rows += bench_method(method, overrides=overrides, repeats=args.repeats, bf16=args.bf16,
+                         compile_=args.torch_compile)
+    print(markdown(rows[-1:], mach).splitlines()[-1], flush=True)
+  text = markdown(rows, mach)
+  print(text)
+  args.out.mkdir(parents=True, exist_ok=True)
+  tag = (mach["gpu"] or f"cpu{mach['cores']}").lower().replace(" ", "-")
+  (args.out / f"models_{tag}.md").write_text(text + "\n")
+  (args.out / f"models_{tag}.json").write_text(
+      json.dumps({"machine": mach, "rows": rows}, indent=2) + "\n")
+  print(f"wrote {args.out}/models_{tag}.md and .json")
+
+
+if __name__ == "__main__":
+  main()
