@@ -17,6 +17,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxvad.models import layers
+
 
 class Encoder(nn.Module):
   """Per-frame conv encoder: one stride-2 3x3 conv (+ a stride-1 conv) per width."""
@@ -41,7 +43,7 @@ class Decoder(nn.Module):
   def __call__(self, x):
     widths = list(reversed(self.features[:-1])) + [self.features[0]]
     for i, f in enumerate(widths):
-      x = nn.relu(nn.ConvTranspose(f, (3, 3), strides=(2, 2), dtype=self.dtype, name=f"up{i}")(x))
+      x = nn.relu(layers.ConvTranspose(f, (3, 3), strides=(2, 2), dtype=self.dtype, name=f"up{i}")(x))
     # Linear output: frames are scaled to [0, 1] and the loss is MSE on that scale.
     return nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out")(x)
 

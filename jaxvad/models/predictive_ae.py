@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxvad.models import resnet
+from jaxvad.models import layers, resnet
 
 __all__ = ["PredictiveAE", "SpatialAttention", "up_conv", "VARIANTS"]
 
@@ -41,7 +41,7 @@ _UP_PADDING = ((1, 2), (1, 2))
 
 
 def up_conv(features: int, *, dtype: Any = jnp.float32, name: str | None = None,
-            use_bias: bool = True) -> nn.ConvTranspose:
+            use_bias: bool = True) -> layers.ConvTranspose:
   """A transposed conv that doubles H and W exactly as the paper's PyTorch layer.
 
   Args:
@@ -51,9 +51,10 @@ def up_conv(features: int, *, dtype: Any = jnp.float32, name: str | None = None,
     use_bias: add a bias (PyTorch's default).
 
   Returns:
-    The `nn.ConvTranspose` module (kernel 3, stride 2, PyTorch padding 1, output padding 1).
+    The transposed conv (kernel 3, stride 2, PyTorch padding 1, output padding 1): flax's
+    `nn.ConvTranspose` with `layers.ConvTranspose`'s faster stride-2 computation.
   """
-  return nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=_UP_PADDING,
+  return layers.ConvTranspose(features, (3, 3), strides=(2, 2), padding=_UP_PADDING,
                           transpose_kernel=True, use_bias=use_bias, dtype=dtype, name=name)
 
 

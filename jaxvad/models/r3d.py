@@ -60,6 +60,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxvad.models import layers
+
 __all__ = ["R3D18", "R3D18Tiny", "TorchvisionR3D18", "ACTIVATION_NAMES", "stage_features",
            "output_frames"]
 
@@ -118,9 +120,10 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     pad = (self.padding,) * 3 if isinstance(self.padding, int) else tuple(self.padding)
-    x = nn.Conv(self.features, tuple(self.kernel_size), strides=tuple(self.strides),
-                padding=[(p, p) for p in pad], use_bias=False, kernel_init=_conv_init,
-                dtype=self.dtype, name="conv")(x)
+    # XLA:CPU's 3-D convolutions are slow; layers.Conv3D sums 2-D ones there (same params).
+    x = layers.Conv3D(self.features, tuple(self.kernel_size), strides=tuple(self.strides),
+                      padding=[(p, p) for p in pad], kernel_init=_conv_init, dtype=self.dtype,
+                      name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                      dtype=self.dtype, name="bn")(x)
     return nn.relu(x) if self.relu else x

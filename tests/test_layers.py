@@ -1,0 +1,77 @@
+"""The stride-2 sub-pixel ConvTranspose equals flax's nn.ConvTranspose (lax.conv_transpose)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvad.models import layers
+
+PADDINGS = ["SAME", "VALID", ((1, 2), (1, 2)), ((2, 1), (0, 3)), ((0, 0), (2, 2))]
+
+
+@pytest.mark.parametrize("padding", PADDINGS, ids=str)
+@pytest.mark.parametrize("transpose_kernel", [False, True])
+@pytest.mark.parametrize("kernel_size", [(3, 3), (4, 2), (1, 5)])
+def test_same_parameters_and_outputs_as_flax(padding, transpose_kernel, kernel_size):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 6, 3)), jnp.float32)
+  kw = dict(features=4, kernel_size=kernel_size, strides=(2, 2), padding=padding,
+            transpose_kernel=transpose_kernel)
+  ref, ours = nn.ConvTranspose(**kw), layers.ConvTranspose(**kw)
+  variables = ref.init(jax.random.key(1), x)
+  assert jax.tree_util.tree_map(jnp.shape, ours.init(jax.random.key(1), x)) == \
+      jax.tree_util.tree_map(jnp.shape, variables)
+  variables = jax.tree_util.tree_map(
+      lambda v: jnp.asarray(np.random.default_rng(2).normal(size=v.shape), v.dtype), variables)
+  want, got = ref.apply(variables, x), ours.apply(variables, x)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_gradients_match_flax(jit):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
+  kw = dict(features=2, kernel_size=(3, 3), strides=(2, 2))
+  variables = nn.ConvTranspose(**kw).init(jax.random.key(0), x)
+
+  def grads(module):
+    fn = jax.grad(lambda v, x: jnp.sum(jnp.sin(module.apply(v, x))), argnums=(0, 1))
+    return (jax.jit(fn) if jit else fn)(variables, x)
+
+  for a, b in zip(jax.tree_util.tree_leaves(grads(nn.ConvTranspose(**kw))),
+                  jax.tree_util.tree_leaves(grads(layers.ConvTranspose(**kw)))):
+    np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_other_strides_fall_back_to_lax():
+  x = jnp.ones((1, 3, 3, 2))
+  kw = dict(features=2, kernel_size=(3, 3), strides=(3, 1))
+  v = nn.ConvTranspose(**kw).init(jax.random.key(0), x)
+  np.testing.assert_allclose(layers.ConvTranspose(**kw).apply(v, x),
+                             nn.ConvTranspose(**kw).apply(v, x), atol=1e-6)
+
+
+def test_bad_padding_names_the_argument():
+  with pytest.raises(ValueError, match="padding"):
+    layers.transpose_padding("FULL", (3, 3), (2, 2))
+
+
+@pytest.mark.parametrize("strides,padding,kernel", [
+    ((1, 1, 1), ((1, 1), (1, 1), (1, 1)), (3, 3, 3)),
+    ((1, 2, 2), ((1, 1), (3, 3), (3, 3)), (3, 7, 7)),
+    ((2, 2, 2), ((1, 1), (1, 1), (1, 1)), (3, 3, 3)),
+    ((2, 2, 2), ((0, 0), (0, 0), (0, 0)), (1, 1, 1))])
+@pytest.mark.parametrize("impl", ["2d", "3d", "auto"])
+def test_conv3d_equals_flax_conv(strides, padding, kernel, impl):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 9, 10, 3)), jnp.float32)
+  kw = dict(features=4, kernel_size=kernel, strides=strides, padding=padding, use_bias=False)
+  ref = nn.Conv(**kw)
+  variables = ref.init(jax.random.key(0), x)
+  ours = layers.Conv3D(**kw, impl=impl)
+  assert jax.tree_util.tree_map(jnp.shape, ours.init(jax.random.key(0), x)) == \
+      jax.tree_util.tree_map(jnp.shape, variables)
+  np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=2e-5)
+  g_ref = jax.grad(lambda v: jnp.sum(jnp.sin(ref.apply(v, x))))(variables)
+  g_ours = jax.jit(jax.grad(lambda v: jnp.sum(jnp.sin(ours.apply(v, x)))))(variables)
+  np.testing.assert_allclose(g_ours["params"]["kernel"], g_ref["params"]["kernel"], atol=1e-4)
