@@ -135,36 +135,34 @@ def _f(x, digits=3) -> str:
   return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _grid(title: str, runs: dict, cell: Callable) -> list[str]:
+  """A markdown table: one row per variant, one column per augmentation, `cell(run)` each."""
+  variants = list(dict.fromkeys(v for v, _ in runs))
+  augments = list(dict.fromkeys(a for _, a in runs))
+  lines = [f"### {title}\n", "| variant | " + " | ".join(augments) + " |",
+           "|---|" + "---|" * len(augments)]
+  lines += [f"| {v} | " + " | ".join(cell(runs[(v, a)]) for a in augments) + " |"
+            for v in variants]
+  return lines + [""]
+
+
 def markdown_tables(results: dict) -> str:
   """Frame and case AUC per variant × augmentation, per scene and clip group, as markdown."""
   out = []
   for scene, r in results["scenes"].items():
     runs = r["runs"]
-    variants = list(dict.fromkeys(v for v, _ in runs))
-    augments = list(dict.fromkeys(a for _, a in runs))
     for group in GROUPS:
       if not any(group in run["summary"] for run in runs.values()):
         continue
       clips = next(run["summary"][group]["clips"] for run in runs.values())
-      out.append(f"### {scene}: frame AUC / case AUC, test clips {group.replace('_', ' ')} "
-                 f"({clips} clips)\n")
-      out.append("| variant | " + " | ".join(augments) + " |")
-      out.append("|---|" + "---|" * len(augments))
-      for v in variants:
-        cells = [f"{_f(runs[(v, a)]['summary'][group]['frame_auc'])} / "
-                 f"{_f(runs[(v, a)]['summary'][group]['case_auc'])}" for a in augments]
-        out.append(f"| {v} | " + " | ".join(cells) + " |")
-      out.append("")
-    out.append(f"### {scene}: mean PSNR of normal validation frames (dB) / false positives at "
-               f"the threshold on the {len(r['lighting_shake_clips'])} test clips with lighting "
-               "drift or camera shake\n")
-    out.append("| variant | " + " | ".join(augments) + " |")
-    out.append("|---|" + "---|" * len(augments))
-    for v in variants:
-      cells = [f"{runs[(v, a)]['val_psnr']:.2f} / "
-               f"{_f(runs[(v, a)]['summary']['fp_lighting_shake'])}" for a in augments]
-      out.append(f"| {v} | " + " | ".join(cells) + " |")
-    out.append("")
+      out += _grid(f"{scene}: frame AUC / case AUC, test clips {group.replace('_', ' ')} "
+                   f"({clips} clips)", runs,
+                   lambda run, g=group: (f"{_f(run['summary'][g]['frame_auc'])} / "
+                                         f"{_f(run['summary'][g]['case_auc'])}"))
+    out += _grid(f"{scene}: mean PSNR of normal validation frames (dB) / false positives at the "
+                 f"threshold on the {len(r['lighting_shake_clips'])} test clips with lighting "
+                 "drift or camera shake", runs,
+                 lambda run: f"{run['val_psnr']:.2f} / {_f(run['summary']['fp_lighting_shake'])}")
   return "\n".join(out)
 
 

@@ -1,6 +1,8 @@
 """Predictive autoencoder of paper 001: shapes, variants, frozen encoder, PyTorch geometry of
 the transposed convs, and training + evaluation end to end on the tiny benchmark."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -182,3 +184,30 @@ def test_pretrained_encoder_is_loaded_from_a_torchvision_file(bench_root, tmp_pa
                                 sd["conv1.weight"].numpy().transpose(2, 3, 1, 0))
   np.testing.assert_array_equal(state.batch_stats["encoder"]["layer4_1"]["bn2"]["var"],
                                 sd["layer4.1.bn2.running_var"].numpy())
+
+
+def test_reproduce_paper001_tabulates_every_run(bench_root, tmp_path, capsys):
+  from tests.test_cli import run_cli
+  argv = ["reproduce", "paper001", "--scenes", "pickplace", "--variants", "base", "skiptwice",
+          "--augments", "none", "lighting", "--workdir", tmp_path / "runs",
+          "--out", tmp_path / "out", "--set", f"data.root={bench_root}"]
+  for o in RUN:
+    argv += ["--set", o]
+  code, out, err = run_cli(argv, capsys)
+  assert code == 0, err
+  tables = json.loads((tmp_path / "out" / "tables.json").read_text())["scenes"]["pickplace"]
+  assert set(tables["runs"]) == {"base_none", "base_lighting", "skiptwice_none",
+                                 "skiptwice_lighting"}
+  # Each cell is that run's own evaluation.
+  config, state = train.load_trained(tmp_path / "runs" / "pickplace" / "skiptwice_lighting")
+  assert config.model.augment == "lighting" and config.model.variant == "skiptwice"
+  clips = {s: datasets.load_split(config.data, s) for s in ("val", "test")}
+  result = evaluate.evaluate_clips(config, state, clips["test"], val_clips=clips["val"])
+  row = tables["runs"]["skiptwice_lighting"]
+  assert row["all"]["frame_auc"] == pytest.approx(result["metrics"]["all"]["auroc"])
+  assert row["all"]["case_auc"] == pytest.approx(result["metrics"]["all"]["events"]["auc"])
+  assert "| skiptwice | " in out and "frame AUC / case AUC" in out
+  assert (tmp_path / "out" / "pickplace" / "base_none" / "report.html").stat().st_size > 0
+  # paper001 takes --set, not paper000's per-model overrides.
+  code, _, err = run_cli(["reproduce", "paper001", "--ae", "train.steps=1"], capsys)
+  assert code == 2 and "--set" in err
