@@ -156,9 +156,9 @@ def cmd_reproduce(args) -> None:
   results = {"preset": args.preset, "scenes": {}}
   if args.paper == "paper000":
     from jaxvad import paper000 as paper
-    if args.set or args.variants or args.augments:
+    if args.set or args.variants or args.augments or args.finetune:
       raise ConfigError("paper000 takes --ae / --masker overrides, not --set / --variants / "
-                        "--augments (those are paper001's)")
+                        "--augments / --finetune (those are paper001's)")
     for scene in args.scenes:
       results["scenes"][scene] = paper.run_scene(
           scene, preset=args.preset, workdir=workdir, ae_overrides=args.ae,
@@ -170,7 +170,8 @@ def cmd_reproduce(args) -> None:
       raise ConfigError("paper001 has one model: give its overrides with --set KEY=VALUE")
     for scene in args.scenes:
       results["scenes"][scene] = paper.run_scene(
-          scene, preset=args.preset, workdir=workdir, overrides=args.set,
+          scene, preset=args.preset, workdir=workdir,
+          overrides=[*args.set, *(["model.finetune=true"] if args.finetune else [])],
           variants=args.variants or paper.VARIANTS, augments=args.augments or paper.AUGMENTS,
           progress=_progress_named)
     files = "tables.md, tables.json, <scene>/<variant>_<augment>/report.html"
@@ -302,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="paper001: variants to run (default: all four)")
   p.add_argument("--augments", nargs="+", choices=["none", "general", "lighting"],
                  help="paper001: augmentations to run (default: all three)")
+  p.add_argument("--finetune", action="store_true",
+                 help="paper001: train the ResNet-18 encoder too (default: frozen, as the paper; "
+                      "= --set model.finetune=true)")
   p.set_defaults(func=cmd_reproduce)
   return parser
 

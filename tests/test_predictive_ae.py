@@ -211,3 +211,5 @@ def test_reproduce_paper001_tabulates_every_run(bench_root, tmp_path, capsys):
   # paper001 takes --set, not paper000's per-model overrides.
   code, _, err = run_cli(["reproduce", "paper001", "--ae", "train.steps=1"], capsys)
   assert code == 2 and "--set" in err
+  code, _, err = run_cli(["reproduce", "paper000", "--finetune"], capsys)
+  assert code == 2 and "paper001's" in err
