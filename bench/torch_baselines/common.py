@@ -50,6 +50,7 @@ def _constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device)
 
 
+@torch.compiler.disable  # dynamo mis-guards tensors made from module-level numpy arrays
 def constant(values: Any, device: torch.device) -> torch.Tensor:
   """A float32 tensor of constants on `device`, made once per device (no copy per step)."""
   return _constant(tuple(float(v) for v in np.atleast_1d(np.asarray(values, np.float32))),

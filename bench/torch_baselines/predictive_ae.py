@@ -42,6 +42,10 @@ __all__ = ["PredictiveAE", "SpatialAttention", "VARIANTS", "build", "train_loss"
 VARIANTS = ("base", "dropout", "skiptwice", "attention")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# Per channel count, as Python floats computed once (torch.compile mis-guards numpy globals
+# read in traced code); gray uses the channel means, as jaxvad.
+_CONSTANTS = {3: (tuple(map(float, IMAGENET_MEAN)), tuple(map(float, IMAGENET_STD))),
+              1: ((float(IMAGENET_MEAN.mean()),), (float(IMAGENET_STD.mean()),))}
 
 
 def up_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
@@ -141,9 +145,7 @@ class PredictiveAE(nn.Module):
 
 
 def _constants(channels: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-  mean, std = IMAGENET_MEAN, IMAGENET_STD
-  if channels == 1:
-    mean, std = mean.mean(keepdims=True), std.mean(keepdims=True)
+  mean, std = _CONSTANTS[channels]
   return common.constant(mean, device), common.constant(std, device)
 
 

@@ -24,6 +24,9 @@ __all__ = ["build", "train_loss", "score", "load_flax_variables"]
 # torchvision's Kinetics-400 normalisation, as jaxvad.methods.r3d_partition.
 _MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32)
 _STD = np.array([0.22803, 0.22145, 0.216989], np.float32)
+# As Python floats, computed once: torch.compile mis-guards numpy globals read in traced code.
+_RGB = (tuple(map(float, _MEAN)), tuple(map(float, _STD)))
+_GRAY = ((float(_MEAN.mean()),), (float(_STD.mean()),))
 
 
 def build(config, *, channels_last: bool = True) -> VideoResNet:
@@ -60,9 +63,9 @@ def to_input(model: VideoResNet, frames: torch.Tensor) -> torch.Tensor:
   pretrained = model.stem[0].in_channels == 3
   if x.shape[-1] == 1:
     x = x.expand(*x.shape[:-1], 3) if pretrained else x
-    mean, std = (_MEAN, _STD) if pretrained else (_MEAN.mean(), _STD.mean())
+    mean, std = _RGB if pretrained else _GRAY
   else:
-    mean, std = _MEAN, _STD
+    mean, std = _RGB
   mean, std = common.constant(mean, x.device), common.constant(std, x.device)
   return ((x - mean) / std).permute(0, 4, 1, 2, 3)
 
