@@ -175,7 +175,8 @@ def evaluate_clips(config, state, clips: Sequence[Clip], *, val_clips: Sequence[
     "clips"} for groups "all", "no_distractors", "with_distractors" (the ones with clips),
     "clips": [{name, labels, psnr, score (processed, NaN on dropped frames), flags (score >=
     threshold, or None), has_distractors, distractors}], "worst_frames": [{clip, frame, score,
-    frame_image uint8 [H, W, C], recon float [H, W, C] in [0, 1]}]}.
+    frame_image uint8 [H, W, C], recon float [H, W, C] in [0, 1], model_output: "prediction"
+    for a frame predictor, else "reconstruction"}]}.
   """
   score_fn = score_fn or make_score_fn(config.method)
   wrap = progress or (lambda xs, desc: xs)
@@ -217,6 +218,7 @@ def evaluate_clips(config, state, clips: Sequence[Clip], *, val_clips: Sequence[
 def _worst_frames(config, state, clips, results, *, score_fn) -> list[dict]:
   """The highest-scoring frame of each of the `score.worst_frames` highest-scoring clips."""
   count = config.score.worst_frames
+  output_name = "prediction" if predicts_last(config.method) else "reconstruction"
   peaks = [(np.nanmax(r["score"]), i, int(np.nanargmax(r["score"])))
            for i, r in enumerate(results) if np.isfinite(r["score"]).any()]
   worst = []
@@ -225,5 +227,5 @@ def _worst_frames(config, state, clips, results, *, score_fn) -> list[dict]:
                         batch_size=config.score.batch_size)[0]
     worst.append({"clip": results[i]["name"], "frame": t, "score": float(score),
                   "label": bool(results[i]["labels"][t]), "frame_image": clips[i].frames[t],
-                  "recon": recon})
+                  "recon": recon, "model_output": output_name})
   return worst

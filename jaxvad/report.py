@@ -147,7 +147,7 @@ def _worst_frames_png(worst: list[dict]) -> bytes:
     fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.02)
     truth = "anomalous" if w["label"] else "normal"
     row[0].set_title(f"{w['clip']} frame {w['frame']} ({truth})", fontsize=8)
-    row[1].set_title("reconstruction", fontsize=8)
+    row[1].set_title(w.get("model_output", "reconstruction"), fontsize=8)
     row[2].set_title(f"squared error (score {w['score']:.3g})", fontsize=8)
     for ax in row:
       ax.set_xticks([])

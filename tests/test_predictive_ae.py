@@ -161,6 +161,9 @@ def test_trains_and_evaluates_end_to_end_with_four_frames_dropped(bench_root, tm
   want = float(np.asarray(fn(state, {"frames": window})["psnr"])[0, 0])
   assert result["clips"][0]["psnr"][t] == pytest.approx(want, rel=1e-5)
   assert 0 <= result["metrics"]["all"]["auroc"] <= 1
+  # The report's heat maps show the prediction of a frame the model did predict.
+  for w in result["worst_frames"]:
+    assert w["model_output"] == "prediction" and w["frame"] >= 4
 
 
 def test_rejects_frames_not_divisible_by_32(bench_root):
