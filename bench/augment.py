@@ -33,7 +33,6 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import pathlib  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -42,7 +41,7 @@ import grain  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from timing import median_ms  # noqa: E402  (bench/ is a folder of scripts)
+from timing import cpu_model, median_ms  # noqa: E402  (bench/ is a folder of scripts)
 
 from jaxvad import augment  # noqa: E402
 
@@ -110,12 +109,7 @@ def bench_device_in_step(frames_u8: jax.Array, *, kinds, repeats: int) -> list[d
 
 
 def machine() -> dict:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = cpu_model()
   return {"cpu": cpu, "cores": os.cpu_count(), "device": str(jax.devices()[0].device_kind),
           "jax": jax.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
 

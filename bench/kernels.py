@@ -23,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import kernels_dtw  # noqa: E402  (bench/ is a folder of scripts, not a package)
 import kernels_image  # noqa: E402
+from timing import cpu_model  # noqa: E402
 
 SUITES = {"dtw": kernels_dtw, "image": kernels_image}
 
@@ -30,12 +31,7 @@ SUITES = {"dtw": kernels_dtw, "image": kernels_image}
 def machine() -> dict:
   import jax
   import numba
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = cpu_model()
   return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
           "jax": jax.__version__, "numba": numba.__version__}
 

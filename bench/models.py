@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `bench` as a package
 
 from bench import train_step as jax_bench  # noqa: E402
+from bench.timing import cpu_model  # noqa: E402
 from jaxvad import config as config_lib  # noqa: E402
 
 CONFIGS = {"convlstm_ae": "demo", "r3d_partition": "r3d_partition_demo",
@@ -49,12 +50,7 @@ def machine() -> dict:
   """CPU model, cores, accelerators and library versions, for the result files."""
   import flax
   import torch
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = cpu_model()
   gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
   return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu,
           "jax_backend": jax.default_backend(), "jax_devices": jax.device_count(),

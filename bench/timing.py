@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), or what `platform` knows where that is missing."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return platform.processor() or platform.machine()
 
 
 def median_ms(fn, *, repeats: int, warmup: int = 1, settle_s: float = 1.0) -> float:
