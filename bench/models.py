@@ -129,20 +129,24 @@ def torch_bench(config, *, repeats: int, compile_: bool = False, amp: bool = Fal
 # --------------------------------------------------------------------------- jaxvad
 
 
-def jax_row(config, *, repeats: int) -> dict:
-  row = jax_bench.bench(config, repeats=repeats)
+def jax_row(config, *, repeats: int, compiler_options: dict | None = None) -> dict:
+  row = jax_bench.bench(config, repeats=repeats, compiler_options=compiler_options)
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
-  return {"framework": "jaxvad", "dtype": config.train.compute_dtype,
+  return {"framework": "jaxvad" + (" +xla-option" if compiler_options else ""),
+          "dtype": config.train.compute_dtype, "xla_options": row["xla_options"],
           **{k: row[k] for k in ("compile_s", "train_step_ms", "train_steps_per_s",
                                   "train_frames_per_s", "score_step_ms", "score_frames_per_s",
                                   "train_gflop", "train_tflop_per_s")},
           "peak_mem_mb": round(peak / 2**20) if peak else None}
 
 
-def bench_method(method: str, *, overrides, repeats: int, bf16: bool, compile_: bool) -> list:
+def bench_method(method: str, *, overrides, repeats: int, bf16: bool, compile_: bool,
+                 xla_options: dict | None = None) -> list:
   config = config_lib.load_config(CONFIGS[method], overrides)
   rows = [jax_row(config, repeats=repeats)]
+  if xla_options:  # the same step compiled with the options, timed in the same run
+    rows.append(jax_row(config, repeats=repeats, compiler_options=xla_options))
   if bf16:
     rows.append(jax_row(config_lib.load_config(CONFIGS[method],
                                                [*overrides, "train.compute_dtype=bfloat16"]),
@@ -184,6 +188,9 @@ def markdown(rows: list, mach: dict) -> str:
   head = (f"{mach['cpu']} ({mach['cores']} cores)" + (f", {mach['gpu']}" if mach["gpu"] else "")
           + f"; jax {mach['jax']} ({mach['jax_backend']}), flax {mach['flax']}, "
           f"torch {mach['torch']}")
+  options = next((r["xla_options"] for r in rows if r.get("xla_options")), None)
+  if options:
+    head += "; +xla-option: " + ", ".join(f"{k}={v!r}" for k, v in options.items())
   lines = [head, "", "| " + " | ".join(c for _, c in COLUMNS) + " |",
            "|" + "---|" * len(COLUMNS)]
   for r in rows:
@@ -205,6 +212,10 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=10, help="timed calls (median reported)")
   parser.add_argument("--bf16", action="store_true", help="also bf16 compute (AMP on GPU)")
   parser.add_argument("--torch-compile", action="store_true", help="also torch.compile")
+  parser.add_argument("--xla-option", action="append", metavar="KEY=VALUE",
+                      help="also time jaxvad compiled with this XLA option (repeatable), e.g. "
+                           "xla_cpu_experimental_ynn_fusion_type= (Eigen instead of YNNPACK "
+                           "convolutions on CPU)")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench/results"),
                       help="folder for models_<machine>.md / .json (default: bench/results)")
   parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -219,7 +230,8 @@ def main() -> None:
   rows = []
   for method in args.methods:
     rows += bench_method(method, overrides=overrides, repeats=args.repeats, bf16=args.bf16,
-                         compile_=args.torch_compile)
+                         compile_=args.torch_compile,
+                         xla_options=jax_bench.parse_xla_options(args.xla_option))
     print(markdown(rows[-1:], mach).splitlines()[-1], flush=True)
   text = markdown(rows, mach)
   print(text)

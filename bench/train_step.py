@@ -12,11 +12,13 @@ over 1..N devices.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import platform
 import statistics
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -54,23 +56,68 @@ def step_flops(compiled) -> float:
   return float((cost or {}).get("flops", float("nan")))
 
 
-def bench(config: config_lib.Config, *, repeats: int, devices: int | None = None) -> dict:
+def parse_xla_options(items) -> dict:
+  """`["KEY=VALUE", ...]` -> XLA compiler options (`DebugOptions` fields, e.g.
+  `xla_cpu_experimental_ynn_fusion_type=` for XLA:CPU's Eigen convolutions instead of YNNPACK)."""
+  options = {}
+  for item in items or ():
+    key, sep, value = item.partition("=")
+    if not sep or not key.startswith("xla_"):
+      raise SystemExit(f"--xla-option wants KEY=VALUE with an xla_* key, got {item!r}")
+    options[key] = value
+  return options
+
+
+@dataclasses.dataclass
+class CompiledSteps:
+  """A method's compiled train and score steps, ready to call on `state` and `batch`."""
+  train: Any
+  score: Any
+  state: Any
+  batch: dict
+  devices: int
+  compile_s: float   # train step: compilation + first call
+  flops: float       # train step, as XLA counts them
+
+
+def compile_steps(config: config_lib.Config, *, devices: int | None = None,
+                  compiler_options: dict | None = None) -> CompiledSteps:
+  """Compiles `config`'s train step (state donated, batch sharded over the first `devices`
+  devices) and score step for a random batch, and runs the train step once."""
+  options = dict(compiler_options or {})
   method = methods.get(config.method)
   host = random_batch(config)
-  b, t, h, w, c = host["frames"].shape
   mesh = train.make_mesh(jax.devices()[:devices] if devices else None)
   batch = train.shard_batch(host, mesh)
   state = jax.device_put(method.create_state(config, jax.random.key(0), host),
                          train.replicated(mesh))
-
-  step = train.jit_train_step(method.train_step, mesh)
   start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  state, _ = compiled(state, batch)
+  step = train.jit_train_step(method.train_step, mesh).lower(state, batch).compile(
+      compiler_options=options)
+  state, _ = step(state, batch)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - start
-  flops = step_flops(compiled)
-  step = compiled
+  score = jax.jit(method.score_step).lower(state, batch).compile(compiler_options=options)
+  return CompiledSteps(train=step, score=score, state=state, batch=batch,
+                       devices=int(mesh.size), compile_s=compile_s, flops=step_flops(step))
+
+
+def bench(config: config_lib.Config, *, repeats: int, devices: int | None = None,
+          compiler_options: dict | None = None) -> dict:
+  """Compiles and times the train step and score step of `config` on a random batch.
+
+  Args:
+    config: the method's config (its batch size and frame size are used).
+    repeats: timed calls of each step; the median is reported.
+    devices: use the first N devices (default: all), batch sharded over a `data` mesh.
+    compiler_options: XLA options for both compilations (`parse_xla_options`).
+
+  Returns:
+    A dict of compile time, step times, steps/s, frames/s and XLA-counted FLOPs.
+  """
+  steps = compile_steps(config, devices=devices, compiler_options=compiler_options)
+  b, t, h, w, c = steps.batch["frames"].shape
+  step, state, batch = steps.train, steps.state, steps.batch
 
   def run_train():
     nonlocal state
@@ -78,18 +125,19 @@ def bench(config: config_lib.Config, *, repeats: int, devices: int | None = None
     return metrics
 
   train_times = time_call(run_train, repeats=repeats)
-  score = jax.jit(method.score_step)
+  score = steps.score
   jax.block_until_ready(score(state, batch))
   score_times = time_call(lambda: score(state, batch), repeats=repeats)
   train_s, score_s = statistics.median(train_times), statistics.median(score_times)
   return {
       "config": config.name, "method": config.method, "batch": [b, t, h, w, c],
-      "dtype": config.train.compute_dtype, "devices": int(mesh.size),
-      "compile_s": round(compile_s, 2),
+      "dtype": config.train.compute_dtype, "devices": steps.devices,
+      "xla_options": dict(compiler_options or {}), "compile_s": round(steps.compile_s, 2),
       "train_step_ms": round(1e3 * train_s, 2), "train_steps_per_s": round(1 / train_s, 2),
       "train_frames_per_s": round(b * t / train_s, 1),
       "score_step_ms": round(1e3 * score_s, 2), "score_frames_per_s": round(b * t / score_s, 1),
-      "train_gflop": round(flops / 1e9, 3), "train_tflop_per_s": round(flops / train_s / 1e12, 4),
+      "train_gflop": round(steps.flops / 1e9, 3),
+      "train_tflop_per_s": round(steps.flops / train_s / 1e12, 4),
   }
 
 
@@ -105,10 +153,13 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=20, help="timed steps (median is reported)")
   parser.add_argument("--json", type=pathlib.Path, help="also write the result here")
   parser.add_argument("--devices", type=int, help="use the first N devices (default: all)")
+  parser.add_argument("--xla-option", action="append", metavar="KEY=VALUE",
+                      help="XLA compiler option for both steps (repeatable)")
   parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
   args = parser.parse_args()
   config = config_lib.load_config(args.config, args.overrides)
-  result = {"machine": machine(), **bench(config, repeats=args.repeats, devices=args.devices)}
+  result = {"machine": machine(), **bench(config, repeats=args.repeats, devices=args.devices,
+                                                compiler_options=parse_xla_options(args.xla_option))}
   print(f"{result['machine']['device']}, {result['devices']} device(s), jax {jax.__version__}")
   print("| config | batch [B,T,H,W,C] | dtype | compile s | train step ms | steps/s "
         "| train frames/s | score frames/s |")

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -26,3 +27,22 @@ def test_models_bench_writes_rows_for_both_frameworks(tmp_path):
   assert rows[1]["train_vs_eager"] == 1.0
   assert rows[0]["train_vs_eager"] == pytest.approx(
       rows[1]["train_step_ms"] / rows[0]["train_step_ms"], rel=0.02)
+
+
+def test_profile_attributes_step_time_to_ops_and_layers(tmp_path):
+  result_file = tmp_path / "profile.json"
+  out = subprocess.run(
+      [sys.executable, str(ROOT / "bench" / "op_profile.py"), "--method", "convlstm_ae",
+       "--steps", "2", "--top", "5", "--json", str(result_file), "train.batch_size=8",
+       "data.size=[16,16]", "model.features=[4,8]", "model.lstm_features=8"],
+      capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(result_file.read_text())
+  assert result["batch"] == [8, 8, 16, 16, 1] and result["wall_ms"] > 0
+  assert result["threads"] >= 1 and result["op_ms"] > 0
+  assert sum(k["ms"] for k in result["kinds"]) == pytest.approx(result["op_ms"])
+  assert sum(k["calls"] for k in result["kinds"]) == pytest.approx(
+      sum(o["calls"] for o in result["ops"]))
+  # ops are traced back to the model's layers through XLA's metadata
+  assert any(re.search(r"ConvLSTMAutoencoder\)+/encoder/", o["source"]) for o in result["ops"])
+  assert "| op kind | ms/step |" in out.stdout

@@ -35,6 +35,7 @@ def test_overrides_are_typed():
     ("model.features=[4, 'x']", r"model.features\[1\]"),
     ("train.compute_dtype=float16", "train.compute_dtype"),
     ("data.size=[64]", "data.size"),
+    ("model.batch_chunks=-1", "model.batch_chunks"),
     ("method=nope", "unknown method 'nope'"),
     ("no_equals_sign", "section.key=value"),
 ])

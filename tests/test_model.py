@@ -51,3 +51,36 @@ def test_reconstruction_is_causal_in_time():
   b, _ = model.apply(variables, changed)
   np.testing.assert_array_equal(a[:, :3], b[:, :3])
   assert not np.allclose(a[:, 3:], b[:, 3:])
+
+
+def test_batch_chunks_give_the_outputs_and_gradients_of_one_pass():
+  """Slicing the batch into independent computations (uneven: 5 windows in 3 chunks) changes
+  neither the parameters nor the outputs, the aux activations or the gradients."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (5, 3, 8, 8, 1))
+  whole, chunked = TinyConvLSTMAutoencoder(), TinyConvLSTMAutoencoder(batch_chunks=3)
+  variables = whole.init(jax.random.PRNGKey(0), x)
+  assert jax.tree.structure(chunked.init(jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
+
+  def loss(model, params):
+    recon, aux = model.apply({"params": params}, x)
+    return jnp.mean((recon - x) ** 2) + jnp.mean(aux["memory"] ** 2), (recon, aux)
+
+  grad = lambda model: jax.jit(jax.value_and_grad(lambda p: loss(model, p), has_aux=True))  # noqa: E731
+  (l1, out1), g1 = grad(whole)(variables["params"])
+  (l2, out2), g2 = grad(chunked)(variables["params"])
+  np.testing.assert_allclose(l2, l1, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(out2), jax.tree.leaves(out1)):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(g2), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_default_batch_chunks_only_slice_on_a_single_cpu_device():
+  from jaxvad import config as config_lib
+  from jaxvad.methods import convlstm_ae
+  expected = 4 if jax.default_backend() == "cpu" and jax.device_count() == 1 else 1
+  assert convlstm_ae.default_batch_chunks() == expected
+  assert convlstm_ae.build_model(config_lib.load_config("demo", [])).batch_chunks == expected
+  assert convlstm_ae.build_model(
+      config_lib.load_config("demo", ["model.batch_chunks=2"])).batch_chunks == 2

@@ -22,18 +22,29 @@ class ModelConfig:
   lstm_features: int = 64
   lstm_layers: int = 1
   scan_unroll: bool = True                   # unroll the time loop in XLA (fast on CPU)
+  batch_chunks: int = 0                      # independent batch slices; 0: 4 on a 1-device CPU
 
   def validate(self):
     if not self.features or min(self.features) < 1:
       raise ConfigError(f"model.features = {list(self.features)} must be positive widths")
     if self.lstm_features < 1 or self.lstm_layers < 1:
       raise ConfigError("model.lstm_features and model.lstm_layers must be >= 1")
+    if self.batch_chunks < 0:
+      raise ConfigError(f"model.batch_chunks = {self.batch_chunks} must be >= 0 (0: automatic)")
+
+
+def default_batch_chunks() -> int:
+  """4 on a single CPU device (its single-threaded convolutions need independent work, see
+  `ConvLSTMAutoencoder.batch_chunks`), else 1: GPUs want the large kernels, and slicing a batch
+  sharded over several devices would reshard it."""
+  return 4 if jax.default_backend() == "cpu" and jax.device_count() == 1 else 1
 
 
 def build_model(config) -> ConvLSTMAutoencoder:
   m = config.model
   return ConvLSTMAutoencoder(features=m.features, lstm_features=m.lstm_features,
                              lstm_layers=m.lstm_layers, scan_unroll=m.scan_unroll,
+                             batch_chunks=m.batch_chunks or default_batch_chunks(),
                              out_channels=1 if config.data.grayscale else 3,
                              dtype=jnp.dtype(config.train.compute_dtype))
 

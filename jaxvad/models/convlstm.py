@@ -80,6 +80,11 @@ class ConvLSTMAutoencoder(nn.Module):
     lstm_features: ConvLSTM width at the bottleneck.
     lstm_layers: number of stacked ConvLSTM layers.
     scan_unroll: unroll the time scan fully inside XLA (see ConvLSTMStack).
+    batch_chunks: run the model on this many slices of the batch, as independent computations
+      in one XLA program. XLA:CPU runs its YNNPACK convolutions on one thread each and keeps
+      several cores busy only with independent ops, which the recurrence leaves few of: 4
+      chunks made the demo's train step 1.3x faster on 2 cores. Same outputs and gradients
+      (up to float summation order); 1 on accelerators.
     out_channels: channels of the reconstruction (1 gray, 3 RGB).
     dtype: compute dtype (parameters stay float32).
   """
@@ -89,20 +94,31 @@ class ConvLSTMAutoencoder(nn.Module):
   scan_unroll: bool = True
   out_channels: int = 1
   dtype: Any = jnp.float32
+  batch_chunks: int = 1
 
   @nn.compact
   def __call__(self, frames):
     """Args: frames float [B, T, H, W, C]. Returns (reconstruction [B, T, H, W, C] float32, aux dict)."""
-    b, t = frames.shape[:2]
-    fold = lambda y: y.reshape((b * t,) + y.shape[2:])     # time into batch for per-frame convs
-    unfold = lambda y: y.reshape((b, t) + y.shape[1:])
-    codes = unfold(Encoder(self.features, dtype=self.dtype, name="encoder")(fold(frames)))
-    memory = ConvLSTMStack(self.lstm_features, self.lstm_layers, self.scan_unroll,
-                           dtype=self.dtype, name="convlstm")(codes)
-    recon = Decoder(self.features, self.out_channels, dtype=self.dtype,
-                    name="decoder")(fold(memory))
+    encoder = Encoder(self.features, dtype=self.dtype, name="encoder")
+    lstm = ConvLSTMStack(self.lstm_features, self.lstm_layers, self.scan_unroll,
+                         dtype=self.dtype, name="convlstm")
+    decoder = Decoder(self.features, self.out_channels, dtype=self.dtype, name="decoder")
+
+    def autoencode(x):
+      b, t = x.shape[:2]
+      fold = lambda y: y.reshape((b * t,) + y.shape[2:])   # time into batch for per-frame convs
+      unfold = lambda y: y.reshape((b, t) + y.shape[1:])
+      codes = unfold(encoder(fold(x)))
+      memory = lstm(codes)
+      return unfold(decoder(fold(memory))).astype(jnp.float32), codes, memory
+
+    # Independent chains of ops for XLA:CPU to run side by side (see `batch_chunks` above);
+    # the windows never interact, so the outputs are those of one pass over the whole batch.
+    chunks = max(1, min(self.batch_chunks, frames.shape[0]))
+    parts = [autoencode(x) for x in jnp.array_split(frames, chunks)]
+    recon, codes, memory = (jnp.concatenate(p) if chunks > 1 else p[0] for p in zip(*parts))
     # big_vision-style aux dict: intermediate activations for explainers and probes.
-    return unfold(recon).astype(jnp.float32), {"codes": codes, "memory": memory}
+    return recon, {"codes": codes, "memory": memory}
 
 
 # A tiny variant for tests: runs a step in well under a second on CPU.
