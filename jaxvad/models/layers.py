@@ -22,7 +22,8 @@ import numpy as np
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
-__all__ = ["ConvTranspose", "conv_transpose", "transpose_padding", "Conv3D", "conv3d_as_2d"]
+__all__ = ["ConvTranspose", "conv_transpose", "transpose_padding", "Conv3D", "conv3d_as_2d",
+           "Conv2D", "conv2d_small_map"]
 
 
 def transpose_padding(padding, kernel_size: Sequence[int],
@@ -140,13 +141,24 @@ class ConvTranspose(nn.Module):
     return y if bias is None else y + bias
 
 
+# Up to this many stacked input channels (temporal taps x C_in), `conv3d_as_2d` stacks the
+# taps into channels for one 2-D convolution; above it, it sums one 2-D convolution per tap.
+# Measured fwd+bwd on the 2-core CPU: C_in 8 at 32x32 28.2 -> 15.5 ms stacked, C_in 16 at
+# 16x16 5.8 -> 4.5 ms, the gray stem (7x7, stride 2, no input gradient) 21.9 -> 11.7 ms;
+# C_in 32 17.2 vs 15.0 ms and C_in 64 7.2 vs 6.5 ms favour the sum.
+STACK_TAPS_MAX_CHANNELS = 64
+
+
 def conv3d_as_2d(x, kernel, *, strides: Sequence[int], padding: Sequence[tuple[int, int]]):
-  """A 3-D convolution (NDHWC, kernel DHWIO) as the sum over temporal taps of 2-D convolutions
-  with time folded into the batch.
+  """A 3-D convolution (NDHWC, kernel DHWIO) as 2-D convolutions with time folded into the batch.
 
   XLA:CPU has no fast path for 3-D convolutions: measured fwd+bwd on the 2-core CPU at R3D
-  shapes, [8, 8, 32, 32, 8] -> 8 channels 81 ms as a 3-D conv vs 16.5 ms this way, and
-  264.6 vs 8.8 ms with spatial stride 2. Exact up to float summation order.
+  shapes, [8, 8, 32, 32, 8] -> 8 channels 81 ms as a 3-D conv vs 16.5 ms as a sum of 2-D
+  convolutions, and 264.6 vs 8.8 ms with spatial stride 2. Narrow inputs (kt * C_in <=
+  `STACK_TAPS_MAX_CHANNELS`) go further: the kt temporally shifted inputs are stacked into
+  channels for a single 2-D convolution (fewer, larger convolutions and one weight gradient
+  instead of kt, each of which XLA:CPU transposes its input for). Exact up to float summation
+  order.
 
   Args:
     x: `[N, T, H, W, C_in]`.
@@ -160,27 +172,64 @@ def conv3d_as_2d(x, kernel, *, strides: Sequence[int], padding: Sequence[tuple[i
   st, sh, sw = strides
   (tlo, thi), hpad, wpad = padding
   n, t, h, w, c = x.shape
-  kt = kernel.shape[0]
+  kt, kh, kw, _, c_out = kernel.shape
   x = jnp.pad(x, ((0, 0), (tlo, thi), (0, 0), (0, 0), (0, 0)))
   t_out = (t + tlo + thi - kt) // st + 1
-  out = None
-  for dt in range(kt):
-    frames = x[:, dt:dt + st * (t_out - 1) + 1:st].reshape(n * t_out, h, w, c)
-    y = lax.conv_general_dilated(frames, kernel[dt], (sh, sw), [tuple(hpad), tuple(wpad)],
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    out = y if out is None else out + y
+  taps = [x[:, dt:dt + st * (t_out - 1) + 1:st].reshape(n * t_out, h, w, c) for dt in range(kt)]
+  conv = lambda frames, k: lax.conv_general_dilated(  # noqa: E731
+      frames, k, (sh, sw), [tuple(hpad), tuple(wpad)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  if kt * c <= STACK_TAPS_MAX_CHANNELS:
+    # channel index dt * C_in + c on both sides
+    out = conv(jnp.concatenate(taps, axis=-1),
+               jnp.moveaxis(kernel, 0, 2).reshape(kh, kw, kt * c, c_out))
+  else:
+    out = sum(conv(frames, kernel[dt]) for dt, frames in enumerate(taps))
   return out.reshape(n, t_out, *out.shape[1:])
 
 
-class Conv3D(nn.Module):
-  """`nn.Conv` for 3-D NDHWC input (same parameter name, shape and init), computed as
-  `conv3d_as_2d` on the CPU backend and as one 3-D convolution elsewhere (`impl="auto"`);
-  `impl="2d"` / `"3d"` force one.
+# A 2-D convolution over at most this many input pixels runs as one matmul on the CPU backend
+# (`conv2d_small_map`): XLA:CPU sends a 3x3 convolution of a 2x2 map to a slow generic kernel
+# (measured [80, 2, 2, 128] -> 128 channels: 6.3 ms, vs 1.4 ms for a 3x3 map and 0.33 ms as a
+# matmul) — ResNet-18's last stage on 64x64 frames.
+SMALL_MAP_PIXELS = 4
+
+
+def conv2d_small_map(x, kernel, *, strides: Sequence[int], padding: Sequence[tuple[int, int]]):
+  """A 2-D convolution (NHWC, kernel HWIO) as one matmul with the convolution's matrix.
+
+  The matrix `[H*W*C_in, H'*W'*C_out]` is built from the kernel by a fixed 0/1 selection of
+  which tap joins which input and output pixel, so it costs (H*W)*(H'*W') times the kernel's
+  size: meant for maps of a few pixels (`SMALL_MAP_PIXELS`). Exact up to float summation order.
+
+  Args:
+    x: `[N, H, W, C_in]`.
+    kernel: `[kh, kw, C_in, C_out]`.
+    strides: (sh, sw).
+    padding: ((h_lo, h_hi), (w_lo, w_hi)).
+
+  Returns:
+    `[N, H', W', C_out]`, as `lax.conv_general_dilated` with the same arguments.
   """
+  n, h, w, c = x.shape
+  kh, kw, _, c_out = kernel.shape
+  (sh, sw), ((hlo, hhi), (wlo, whi)) = strides, padding
+  oh, ow = (h + hlo + hhi - kh) // sh + 1, (w + wlo + whi - kw) // sw + 1
+  select = np.zeros((h * w, oh * ow, kh * kw), np.float32)   # [input pixel, output pixel, tap]
+  for i, j, a, b in np.ndindex(oh, ow, kh, kw):
+    y, x_ = i * sh - hlo + a, j * sw - wlo + b
+    if 0 <= y < h and 0 <= x_ < w:
+      select[y * w + x_, i * ow + j, a * kw + b] = 1.0
+  matrix = jnp.einsum("qpt,tco->qcpo", jnp.asarray(select, kernel.dtype),
+                      kernel.reshape(kh * kw, c, c_out)).reshape(h * w * c, oh * ow * c_out)
+  return (x.reshape(n, h * w * c) @ matrix).reshape(n, oh, ow, c_out)
+
+
+class _ConvParams(nn.Module):
+  """The parameters of `nn.Conv` (names, shapes, initialisers) for the convolutions below."""
   features: int
   kernel_size: Sequence[int]
-  strides: Sequence[int] = (1, 1, 1)
-  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0))
+  strides: Sequence[int]
+  padding: Sequence[tuple[int, int]]
   use_bias: bool = False
   dtype: Any = None
   param_dtype: Any = jnp.float32
@@ -188,15 +237,52 @@ class Conv3D(nn.Module):
   bias_init: Any = nn.initializers.zeros_init()
   impl: str = "auto"
 
-  @nn.compact
-  def __call__(self, x):
-    if self.impl not in ("auto", "2d", "3d"):
-      raise ValueError(f"impl must be 'auto', '2d' or '3d', got {self.impl!r}")
+  def kernel_and_bias(self, x):
+    """(x, kernel, bias or None), promoted to the compute dtype."""
     shape = tuple(self.kernel_size) + (x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
-    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return promote_dtype(x, kernel, bias, dtype=self.dtype)
+
+
+class Conv2D(_ConvParams):
+  """`nn.Conv` for 2-D NHWC input with explicit padding, computed as `conv2d_small_map` on the
+  CPU backend for maps of at most `SMALL_MAP_PIXELS` pixels and larger kernels than 1x1
+  (`impl="auto"`); `impl="matmul"` / `"xla"` force one.
+  """
+  strides: Sequence[int] = (1, 1)
+  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))
+
+  @nn.compact
+  def __call__(self, x):
+    if self.impl not in ("auto", "matmul", "xla"):
+      raise ValueError(f"impl must be 'auto', 'matmul' or 'xla', got {self.impl!r}")
+    x, kernel, bias = self.kernel_and_bias(x)
+    padding = [tuple(p) for p in self.padding]
+    small = (x.shape[1] * x.shape[2] <= SMALL_MAP_PIXELS and kernel.shape[0] * kernel.shape[1] > 1
+             and jax.default_backend() == "cpu")
+    if self.impl == "matmul" or (self.impl == "auto" and small):
+      y = conv2d_small_map(x, kernel, strides=tuple(self.strides), padding=padding)
+    else:
+      y = lax.conv_general_dilated(x, kernel, tuple(self.strides), padding,
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y if bias is None else y + bias
+
+
+class Conv3D(_ConvParams):
+  """`nn.Conv` for 3-D NDHWC input (same parameter name, shape and init), computed as
+  `conv3d_as_2d` on the CPU backend and as one 3-D convolution elsewhere (`impl="auto"`);
+  `impl="2d"` / `"3d"` force one.
+  """
+  strides: Sequence[int] = (1, 1, 1)
+  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0))
+
+  @nn.compact
+  def __call__(self, x):
+    if self.impl not in ("auto", "2d", "3d"):
+      raise ValueError(f"impl must be 'auto', '2d' or '3d', got {self.impl!r}")
+    x, kernel, bias = self.kernel_and_bias(x)
     padding = [tuple(p) for p in self.padding]
     as_2d = self.impl == "2d" or (self.impl == "auto" and jax.default_backend() == "cpu")
     if as_2d:

@@ -38,6 +38,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvad.models import layers
+
 __all__ = ["ResNet18", "stage_features", "imagenet_normalize", "IMAGENET_MEAN", "IMAGENET_STD",
            "STAGE_NAMES"]
 
@@ -87,13 +89,13 @@ def imagenet_normalize(x: Any) -> jax.Array:
   return (x - jnp.asarray(IMAGENET_MEAN, x.dtype)) / jnp.asarray(IMAGENET_STD, x.dtype)
 
 
-def _conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
+def _conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> layers.Conv2D:
   # torch pads k // 2 on each side (3 for 7x7, 1 for 3x3, 0 for 1x1); explicit, because Flax's
   # "SAME" pads asymmetrically for stride 2 and would shift every even-sized output by a pixel.
   pad = kernel // 2
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_conv_init,
-                 dtype=dtype, name=name)
+  return layers.Conv2D(features, (kernel, kernel), strides=(stride, stride),
+                       padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_conv_init,
+                       dtype=dtype, name=name)
 
 
 def _bn(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
