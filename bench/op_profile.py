@@ -8,9 +8,12 @@ Compiles the step exactly as `bench/models.py` times it (the method's demo confi
 batch, state donated), traces `--steps` calls with the JAX profiler and reads the trace back
 (`jax.profiler.ProfileData`): the step's wall time, how busy the backend's threads were, the
 time per op kind (the HLO fusion / thunk name without its number: `ynn_fusion`,
-`transpose_copy_fusion`, `conv_general_dilated`, ...) and the slowest single ops with the
-jaxvad source op XLA's metadata names (e.g. `decoder/up1/transpose`). On a GPU the ops are read
-from the device's "XLA Ops" line; on the CPU from the XLA thread pool, summed over threads.
+`transpose_copy_fusion`, `conv_general_dilated`, ...), per model layer (forward and backward,
+from XLA's op metadata; weight-gradient convolutions XLA derives carry none and are listed
+apart) and the slowest single ops with the jaxvad source op (e.g. `decoder/up1/transpose`).
+On the CPU the ops are read from XLA's thread pool and summed over its threads (an Eigen op's
+own worker shards are not timed apart, so "busy" counts it once); on a GPU from the device's
+"XLA Ops" line (not yet run on one: no GPU was lent to the session that wrote this).
 
 Use it when a ratio in `bench/models.py` is below 1: the table says whether the time goes to
 convolutions, to layout copies (`transpose_copy_fusion`) or to elementwise fusions, and which
@@ -87,6 +90,17 @@ def source_ops(hlo_text: str) -> dict:
   return found
 
 
+def layer_of(source: str) -> tuple[str, str]:
+  """`transpose(jvp(R3D18))/layer1_1/conv2/conv/conv_general_dilated` -> ("layer1_1/conv2/conv",
+  "backward"): the module path of an op, and whether it is in the backward pass (XLA's
+  `transpose(...)` of the forward). ("", "") for ops without a source."""
+  if not source or source.startswith(("[", "(")):
+    return "", ""
+  direction = "backward" if source.startswith("transpose(") else "forward"
+  parts = [p for p in source.split("/")[1:-1] if not p.startswith(("jit(", "closed_call"))]
+  return "/".join(parts) or "(top level)", direction
+
+
 def op_kind(name: str) -> str:
   """`transpose_copy_fusion.24` -> `transpose_copy_fusion`."""
   return re.sub(r"\.\d+$", "", name)
@@ -141,13 +155,18 @@ def profile(config: config_lib.Config, *, step: str = "train", steps: int = 5,
     return sorted(rows, key=lambda r: -r["ms"])
 
   ops = per_step(totals)
+  layers = collections.defaultdict(lambda: {"forward": 0.0, "backward": 0.0})
   for row in ops:
     row["source"] = sources.get(row["name"], "")
+    layer, direction = layer_of(row["source"])
+    layers[layer or "(no source: XLA-derived ops)"][direction or "backward"] += row["ms"]
+  layer_rows = sorted(({"layer": k, **v, "ms": v["forward"] + v["backward"]}
+                       for k, v in layers.items()), key=lambda r: -r["ms"])
   return {"method": config.method, "config": config.name, "step": step,
           "batch": list(batch["frames"].shape), "backend": jax.default_backend(),
           "xla_options": dict(compiler_options or {}), "wall_ms": 1e3 * wall / steps,
           "threads": threads, "op_ms": sum(r["ms"] for r in ops),
-          "kinds": per_step(kinds), "ops": ops}
+          "kinds": per_step(kinds), "layers": layer_rows, "ops": ops}
 
 
 def markdown(result: dict, *, top: int) -> str:
@@ -159,6 +178,9 @@ def markdown(result: dict, *, top: int) -> str:
   for r in result["kinds"][:top]:
     lines.append(f"| {r['name']} | {r['ms']:.1f} | {r['ms'] / result['op_ms']:.0%} "
                  f"| {r['calls']:g} |")
+  lines += ["", "| layer | ms/step | forward | backward |", "|---|---|---|---|"]
+  for r in result["layers"][:top]:
+    lines.append(f"| {r['layer']} | {r['ms']:.1f} | {r['forward']:.1f} | {r['backward']:.1f} |")
   lines += ["", "| op | ms/step | source op |", "|---|---|---|"]
   for r in result["ops"][:top]:
     source = r["source"] if len(r["source"]) <= 110 else r["source"][:107] + "..."
