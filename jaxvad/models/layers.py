@@ -13,7 +13,7 @@ equal to `lax.conv_transpose` to float rounding (tests/test_layers.py).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -224,8 +224,13 @@ def conv2d_small_map(x, kernel, *, strides: Sequence[int], padding: Sequence[tup
   return (x.reshape(n, h * w * c) @ matrix).reshape(n, oh, ow, c_out)
 
 
-class _ConvParams(nn.Module):
-  """The parameters of `nn.Conv` (names, shapes, initialisers) for the convolutions below."""
+class _Conv(nn.Module):
+  """`nn.Conv` (same parameter names, shapes, initialisers) with explicit padding, computed in
+  an XLA:CPU-friendly form where the subclass says so, else by `lax.conv_general_dilated`.
+
+  Subclasses set `IMPLS` (the `impl` values: automatic, forced fast form, forced XLA conv),
+  `DIMENSIONS` (for `lax.conv_general_dilated`), `fast_form` and `use_fast_form`.
+  """
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int]
@@ -237,16 +242,36 @@ class _ConvParams(nn.Module):
   bias_init: Any = nn.initializers.zeros_init()
   impl: str = "auto"
 
-  def kernel_and_bias(self, x):
-    """(x, kernel, bias or None), promoted to the compute dtype."""
+  IMPLS: ClassVar[tuple[str, str, str]]
+  DIMENSIONS: ClassVar[tuple[str, str, str]]
+
+  def fast_form(self, x, kernel, *, strides, padding):
+    raise NotImplementedError
+
+  def use_fast_form(self, x, kernel) -> bool:
+    """Whether `impl="auto"` takes the fast form for this input."""
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x):
+    auto, fast, xla = self.IMPLS
+    if self.impl not in self.IMPLS:
+      raise ValueError(f"impl must be '{auto}', '{fast}' or '{xla}', got {self.impl!r}")
     shape = tuple(self.kernel_size) + (x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
-    return promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    strides, padding = tuple(self.strides), [tuple(p) for p in self.padding]
+    if self.impl == fast or (self.impl == auto and self.use_fast_form(x, kernel)):
+      y = self.fast_form(x, kernel, strides=strides, padding=padding)
+    else:
+      y = lax.conv_general_dilated(x, kernel, strides, padding,
+                                   dimension_numbers=self.DIMENSIONS)
+    return y if bias is None else y + bias
 
 
-class Conv2D(_ConvParams):
+class Conv2D(_Conv):
   """`nn.Conv` for 2-D NHWC input with explicit padding, computed as `conv2d_small_map` on the
   CPU backend for maps of at most `SMALL_MAP_PIXELS` pixels and larger kernels than 1x1
   (`impl="auto"`); `impl="matmul"` / `"xla"` force one.
@@ -254,23 +279,18 @@ class Conv2D(_ConvParams):
   strides: Sequence[int] = (1, 1)
   padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))
 
-  @nn.compact
-  def __call__(self, x):
-    if self.impl not in ("auto", "matmul", "xla"):
-      raise ValueError(f"impl must be 'auto', 'matmul' or 'xla', got {self.impl!r}")
-    x, kernel, bias = self.kernel_and_bias(x)
-    padding = [tuple(p) for p in self.padding]
-    small = (x.shape[1] * x.shape[2] <= SMALL_MAP_PIXELS and kernel.shape[0] * kernel.shape[1] > 1
-             and jax.default_backend() == "cpu")
-    if self.impl == "matmul" or (self.impl == "auto" and small):
-      y = conv2d_small_map(x, kernel, strides=tuple(self.strides), padding=padding)
-    else:
-      y = lax.conv_general_dilated(x, kernel, tuple(self.strides), padding,
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y if bias is None else y + bias
+  IMPLS = ("auto", "matmul", "xla")
+  DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+  def fast_form(self, x, kernel, *, strides, padding):
+    return conv2d_small_map(x, kernel, strides=strides, padding=padding)
+
+  def use_fast_form(self, x, kernel) -> bool:
+    return (x.shape[1] * x.shape[2] <= SMALL_MAP_PIXELS and kernel.shape[0] * kernel.shape[1] > 1
+            and jax.default_backend() == "cpu")
 
 
-class Conv3D(_ConvParams):
+class Conv3D(_Conv):
   """`nn.Conv` for 3-D NDHWC input (same parameter name, shape and init), computed as
   `conv3d_as_2d` on the CPU backend and as one 3-D convolution elsewhere (`impl="auto"`);
   `impl="2d"` / `"3d"` force one.
@@ -278,16 +298,11 @@ class Conv3D(_ConvParams):
   strides: Sequence[int] = (1, 1, 1)
   padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0), (0, 0))
 
-  @nn.compact
-  def __call__(self, x):
-    if self.impl not in ("auto", "2d", "3d"):
-      raise ValueError(f"impl must be 'auto', '2d' or '3d', got {self.impl!r}")
-    x, kernel, bias = self.kernel_and_bias(x)
-    padding = [tuple(p) for p in self.padding]
-    as_2d = self.impl == "2d" or (self.impl == "auto" and jax.default_backend() == "cpu")
-    if as_2d:
-      y = conv3d_as_2d(x, kernel, strides=tuple(self.strides), padding=padding)
-    else:
-      y = lax.conv_general_dilated(x, kernel, tuple(self.strides), padding,
-                                   dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
-    return y if bias is None else y + bias
+  IMPLS = ("auto", "2d", "3d")
+  DIMENSIONS = ("NDHWC", "DHWIO", "NDHWC")
+
+  def fast_form(self, x, kernel, *, strides, padding):
+    return conv3d_as_2d(x, kernel, strides=strides, padding=padding)
+
+  def use_fast_form(self, x, kernel) -> bool:
+    return jax.default_backend() == "cpu"
