@@ -38,9 +38,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `bench` 
 from bench import train_step as jax_bench  # noqa: E402
 from bench.timing import cpu_model  # noqa: E402
 from jaxvad import config as config_lib  # noqa: E402
+from jaxvad import methods  # noqa: E402
 
-CONFIGS = {"convlstm_ae": "demo", "r3d_partition": "r3d_partition_demo",
-           "predictive_ae": "predictive_ae_demo"}
+# Every registered method with a bench config (`Method.bench_config`), in registry order.
+CONFIGS = {name: methods.get(name).bench_config for name in methods.names()
+           if methods.get(name).bench_config}
 
 
 # --------------------------------------------------------------------------- machine
@@ -151,7 +153,13 @@ def bench_method(method: str, *, overrides, repeats: int, bf16: bool, compile_: 
     rows.append(jax_row(config_lib.load_config(CONFIGS[method],
                                                [*overrides, "train.compute_dtype=bfloat16"]),
                         repeats=repeats))
-  rows.append(torch_bench(config, repeats=repeats))
+  from bench import torch_baselines
+  if method not in torch_baselines.METHODS:   # a method without a PyTorch baseline yet
+    rows.append({"framework": "pytorch eager", "dtype": "float32",
+                 "error": f"no PyTorch baseline for {method} in bench/torch_baselines/"})
+    compile_ = False
+  else:
+    rows.append(torch_bench(config, repeats=repeats))
   if compile_:
     try:
       rows.append(torch_bench(config, repeats=repeats, compile_=True))
@@ -159,10 +167,10 @@ def bench_method(method: str, *, overrides, repeats: int, bf16: bool, compile_: 
       rows.append({"framework": "pytorch compile", "dtype": "float32",
                    "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
   import torch
-  if bf16 and torch.cuda.is_available():
+  if bf16 and torch.cuda.is_available() and method in torch_baselines.METHODS:
     rows.append(torch_bench(config, repeats=repeats, amp=True))
   batch = list(jax_bench.random_batch(config)["frames"].shape)
-  eager = {r["dtype"]: r for r in rows if r["framework"] == "pytorch eager"}
+  eager = {r["dtype"]: r for r in rows if r["framework"] == "pytorch eager" and "train_step_ms" in r}
   for r in rows:
     ref = eager.get("bf16 amp" if r["dtype"] == "bfloat16" else "float32",
                     eager.get("float32"))

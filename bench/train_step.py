@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from jaxvad import config as config_lib
-from jaxvad import methods, train
+from jaxvad import methods, sharding, train
 
 
 def time_call(fn, *, repeats: int) -> list[float]:
@@ -38,15 +38,22 @@ def time_call(fn, *, repeats: int) -> list[float]:
 
 
 def random_batch(config: config_lib.Config, *, seed: int = 0) -> dict:
-  """A host batch of the config's shapes: uint8 frames, plus random soft partition labels for
-  methods that train on per-frame targets (r3d_partition)."""
+  """A host batch of the config's shapes: uint8 frames, plus random targets of the method's
+  shapes for methods that train on per-frame targets (`Method.example_targets`)."""
   h, w, c = train.frame_shape(config)
   b, t = config.train.batch_size, config.data.window
   rng = np.random.default_rng(seed)
   batch = {"frames": rng.integers(0, 256, (b, t, h, w, c), dtype=np.uint8)}
-  if config.method == "r3d_partition":
-    batch["labels"] = rng.dirichlet(np.ones(config.model.num_classes), (b, t)).astype(np.float32)
+  method = methods.get(config.method)
+  if method.example_targets is not None:
+    batch.update(method.example_targets(config, (b, t), rng))
   return batch
+
+
+def inference_step(method):
+  """The per-window step a method runs at inference: its score step, or for a model that
+  scores no anomalies (a masking model) its first declared step."""
+  return method.score_step or next(iter(method.steps.values()))
 
 
 def step_flops(compiled) -> float:
@@ -87,17 +94,17 @@ def compile_steps(config: config_lib.Config, *, devices: int | None = None,
   options = dict(compiler_options or {})
   method = methods.get(config.method)
   host = random_batch(config)
-  mesh = train.make_mesh(jax.devices()[:devices] if devices else None)
-  batch = train.shard_batch(host, mesh)
+  mesh = sharding.make_mesh(jax.devices()[:devices] if devices else None)
+  batch = sharding.shard_batch(host, mesh)
   state = jax.device_put(method.create_state(config, jax.random.key(0), host),
-                         train.replicated(mesh))
+                         sharding.replicated(mesh))
   start = time.perf_counter()
-  step = train.jit_train_step(method.train_step, mesh).lower(state, batch).compile(
+  step = sharding.jit_train_step(method.train_step, mesh).lower(state, batch).compile(
       compiler_options=options)
   state, _ = step(state, batch)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - start
-  score = jax.jit(method.score_step).lower(state, batch).compile(compiler_options=options)
+  score = jax.jit(inference_step(method)).lower(state, batch).compile(compiler_options=options)
   return CompiledSteps(train=step, score=score, state=state, batch=batch,
                        devices=int(mesh.size), compile_s=compile_s, flops=step_flops(step))
 

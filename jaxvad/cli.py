@@ -57,37 +57,60 @@ def cmd_train(args) -> None:
   print(f"trained {config.name} in {time.perf_counter() - start:.0f}s; checkpoints in {workdir}")
 
 
+def _load_masker(path):
+  """(config, state) of a masking model's run for --mask-from, or None."""
+  if path is None:
+    return None
+  from jaxvad import methods, train
+  config, state = train.load_trained(path)
+  if methods.get(config.method).masker is None:
+    raise ConfigError(f"--mask-from {path}: that run trained {config.method!r}, which makes no "
+                      f"background masks (train one with `jaxvad train --config "
+                      f"r3d_partition_demo`)")
+  return config, state
+
+
 def cmd_score(args) -> None:
   import numpy as np
-  from jaxvad import evaluate, metrics, train
+  from jaxvad import train
   from jaxvad.data import video
+  from jaxvad.evaluation import evaluate, metrics
+  if args.smoothing is not None and args.smoothing < 1:
+    raise ConfigError(f"--smoothing {args.smoothing}: the moving-average window must be >= 1 "
+                      "frames (1 = no smoothing)")
   config, state = train.load_trained(args.workdir)
-  h, w, c = train.frame_shape(config)
+  spec = evaluate.detector_spec(config, run=args.workdir)
+  masker = _load_masker(args.mask_from)
+  h, w, c = train.run_frame_shape(args.workdir, config)
   frames = video.read_frames(args.input, size=(h, w), grayscale=c == 1,
                              roi=tuple(args.roi) if args.roi else None)
   if len(frames) < config.data.window:
     raise JaxvadError(f"{args.input} has {len(frames)} frames; the model scores windows of "
                       f"{config.data.window} frames, so it needs at least that many")
-  psnr = evaluate.score_clip(evaluate.make_score_fn(config.method), state, frames,
-                             window=config.data.window, batch_size=config.score.batch_size)
+  raw = evaluate.Scorer(config, state, masker=masker).score(frames)
   smoothing = args.smoothing or config.score.smoothing
-  scored = np.isfinite(psnr)   # a frame predictor leaves the first window - 1 frames unscored
-  score = np.full_like(psnr, np.nan)
-  score[scored] = metrics.moving_average(-psnr[scored], window=smoothing)
+  scored = np.isfinite(raw)   # a frame predictor leaves the first window - 1 frames unscored
+  oriented = raw if spec.higher_is_anomalous else -raw
+  score = np.full_like(raw, np.nan)
+  score[scored] = metrics.moving_average(oriented[scored], window=smoothing)
   out = pathlib.Path(args.out or pathlib.Path(args.input).with_suffix("").name + "_scores.csv")
-  rows = ["frame,psnr,score"] + [f"{t},{p:.4f},{s:.4f}" for t, (p, s) in enumerate(zip(psnr, score))]
+  rows = [f"frame,{spec.name},score"] + [f"{t},{p:.4f},{s:.4f}"
+                                          for t, (p, s) in enumerate(zip(raw, score))]
   tmp = out.with_name(out.name + ".tmp")
   tmp.write_text("\n".join(rows) + "\n")
   tmp.replace(out)
+  sign = "" if spec.higher_is_anomalous else "-"
+  masked = f", inside the masks of {args.mask_from}" if masker else ""
   print(f"scored {len(frames)} frames of {args.input} -> {out} "
-        f"(score = -PSNR, moving average {smoothing}; mean PSNR {np.nanmean(psnr):.2f} dB"
+        f"(score = {sign}{spec.name}: {spec.description}{masked}; moving average {smoothing}"
         f"{'' if scored.all() else f'; the first {int((~scored).sum())} frames are unscored'})")
 
 
-def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | None = None):
-  from jaxvad import evaluate, report
+def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | None = None,
+                        masker=None):
   from jaxvad.data import datasets
   from jaxvad.errors import DataError
+  from jaxvad.evaluation import evaluate, report
   clips = datasets.load_split(config.data, split)
   val_clips = []
   if config.score.threshold != "none" and split != "val":
@@ -95,11 +118,13 @@ def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | 
       val_clips = datasets.load_split(config.data, "val")
     except DataError as e:  # public layouts mostly have no validation split
       print(f"no validation split, so no threshold is calibrated: {e}")
-  result = evaluate.evaluate_clips(config, state, clips, val_clips=val_clips,
+  result = evaluate.evaluate_clips(config, state, clips, val_clips=val_clips, masker=masker,
                                    progress=_progress_named)
   extra = {"config": config.to_dict(), "split": split, **(extra or {})}
   out = report.write_report(report_dir, result, extra=extra)
   print(f"protocol {result['protocol']['name']!r}: {result['protocol']['description']}")
+  print(f"score: {result['protocol']['score']}"
+        + (f", inside the masks of a {result['mask']['method']} run" if result["mask"] else ""))
   if result["threshold"]:
     t = result["threshold"]
     print(f"threshold {t['value']:.4g} ({t['method']} {t['params']}, calibrated on "
@@ -112,7 +137,9 @@ def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | 
 def cmd_eval(args) -> None:
   from jaxvad import config as config_lib
   from jaxvad import train
+  from jaxvad.evaluation import evaluate
   config, state = train.load_trained(args.workdir)
+  evaluate.detector_spec(config, run=args.workdir)   # a masking model: say what to run instead
   if args.overrides:
     # Only how scores are evaluated may change; the model and its data are the run's.
     bad = [o for o in args.overrides if not o.strip().startswith("score.")]
@@ -123,8 +150,13 @@ def cmd_eval(args) -> None:
     for override in args.overrides:
       config_lib.apply_override(raw, override)
     config = config_lib.config_from_dict(raw, source=f"{args.workdir} + overrides")
-  report_dir = args.report or pathlib.Path(args.workdir) / f"report_{args.split}"
-  _evaluate_to_report(config, state, report_dir, split=args.split)
+  report_dir = args.report or pathlib.Path(args.workdir) / (
+      f"report_{args.split}" + ("_masked" if args.mask_from else ""))
+  extra = {"workdir": str(args.workdir)}
+  if args.mask_from:
+    extra["mask_from"] = str(args.mask_from)
+  _evaluate_to_report(config, state, report_dir, split=args.split, extra=extra,
+                      masker=_load_masker(args.mask_from))
 
 
 def cmd_demo(args) -> None:
@@ -155,7 +187,7 @@ def cmd_reproduce(args) -> None:
   start = time.perf_counter()
   results = {"preset": args.preset, "scenes": {}}
   if args.paper == "paper000":
-    from jaxvad import paper000 as paper
+    from jaxvad.reproduce import paper000 as paper
     if args.set or args.variants or args.augments or args.finetune:
       raise ConfigError("paper000 takes --ae / --masker overrides, not --set / --variants / "
                         "--augments / --finetune (those are paper001's)")
@@ -165,7 +197,7 @@ def cmd_reproduce(args) -> None:
           masker_overrides=args.masker, progress=_progress_named)
     files = "tables.md, tables.json, <scene>/masks.png, scores.png"
   else:
-    from jaxvad import paper001 as paper
+    from jaxvad.reproduce import paper001 as paper
     if args.ae or args.masker:
       raise ConfigError("paper001 has one model: give its overrides with --set KEY=VALUE")
     for scene in args.scenes:
@@ -229,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("score", help="score a video file or frame folder with a trained run",
-                     description="Write per-frame PSNR and anomaly scores (CSV) of a new video "
+                     description="Write the per-frame raw score the method declares and the "
+                                 "anomaly score (CSV) of a new video "
                                  "file or frame folder, using a trained run's latest checkpoint. "
                                  "Frames are resized to the run's frame size.")
   p.add_argument("input", help="video file (.mp4/.avi/...) or folder of frames")
@@ -238,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"),
                  help="crop this region before resizing")
   p.add_argument("--smoothing", type=int, help="moving-average window (default: the run's)")
+  p.add_argument("--mask-from", metavar="MASKER_RUN",
+                 help="score inside the background masks of a masking model's run (paper 000: "
+                      "an r3d_partition run)")
   p.set_defaults(func=cmd_score)
 
   p = sub.add_parser("eval", help="evaluate a trained run on a labelled split",
@@ -248,7 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "error heat maps of the worst frames, plus metrics.json and CSVs.")
   p.add_argument("--workdir", required=True, help="a run folder written by `jaxvad train`")
   p.add_argument("--split", default="test", help="split to evaluate (default: test)")
-  p.add_argument("--report", help="report folder (default: <workdir>/report_<split>)")
+  p.add_argument("--report", help="report folder (default: <workdir>/report_<split>, "
+                                  "+ _masked with --mask-from)")
+  p.add_argument("--mask-from", metavar="MASKER_RUN",
+                 help="score inside the background masks of a masking model's run (paper 000: "
+                      "an r3d_partition run trained on the same frames); recorded in "
+                      "metrics.json")
   p.add_argument("overrides", nargs="*", metavar="score.KEY=VALUE",
                  help="evaluation settings, e.g. score.protocol=ano_pred (jaxvad | ano_pred | "
                       "macro), score.threshold=target_false_alarm_rate score.threshold_param=0.01 "

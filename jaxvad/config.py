@@ -2,7 +2,7 @@
 
 A config has four fixed sections (`data`, `train`, `score`) plus `model`, whose
 schema belongs to the method named by the top-level `method` key (each method
-module exports a `ModelConfig` dataclass). Every key is checked: an unknown key
+method declares a `model_config` dataclass, `jaxvad.methods.base.Method`). Every key is checked: an unknown key
 or a value of the wrong type is a `ConfigError` that names the key.
 
 Any key can be overridden with `section.key=value` strings (the value is parsed
@@ -20,10 +20,11 @@ import types
 import typing
 from typing import Any
 
+from jaxvad import methods
 from jaxvad.errors import ConfigError
 
 # Kept here (not imported) so that loading a config does not import the evaluation stack;
-# tests/test_config.py checks they match jaxvad.protocol, jaxvad.thresholds and data.public.
+# tests/test_config.py checks they match evaluation.protocol, evaluation.thresholds, data.public.
 PROTOCOL_NAMES = ("jaxvad", "ano_pred", "macro")
 # Threshold methods calibrated on normal validation frames -> their parameter's keyword.
 THRESHOLD_PARAMS = {"mean_k_std": "k", "margin_from_worst": "margin",
@@ -88,7 +89,7 @@ class ScoreConfig:
   """How per-frame scores are computed from a trained model."""
   smoothing: int = 1                # centred moving-average window over per-frame scores
   batch_size: int = 16              # windows per scoring batch
-  protocol: str = "jaxvad"          # evaluation protocol preset (jaxvad.protocol.PROTOCOLS)
+  protocol: str = "jaxvad"          # evaluation protocol preset (jaxvad.evaluation.protocol.PROTOCOLS)
   threshold: str = "mean_k_std"     # how the decision threshold is calibrated on the normal
                                     # val split: mean_k_std | margin_from_worst |
                                     # target_false_alarm_rate | none
@@ -165,8 +166,6 @@ def load_config(name_or_path: str | pathlib.Path, overrides: typing.Sequence[str
 
 def config_from_dict(raw: dict, *, source: str = "config") -> Config:
   """Builds and validates a `Config` from a nested dict (as read from TOML or JSON)."""
-  from jaxvad import methods  # late: methods import models, which import jax
-
   raw = dict(raw)
   unknown = set(raw) - {f.name for f in dataclasses.fields(Config)}
   if unknown:
@@ -182,7 +181,7 @@ def config_from_dict(raw: dict, *, source: str = "config") -> Config:
       data=_build(DataConfig, raw.get("data", {}), "data"),
       train=_build(TrainConfig, raw.get("train", {}), "train"),
       score=_build(ScoreConfig, raw.get("score", {}), "score"),
-      model=_build(method.ModelConfig, raw.get("model", {}), "model"),
+      model=_build(method.model_config, raw.get("model", {}), "model"),
   )
 
 

@@ -26,6 +26,7 @@ A soft mask value m therefore weights that pixel's squared error by m**2.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import jax
@@ -36,7 +37,7 @@ from jaxvad import cam as cam_lib
 from jaxvad import scoring
 
 __all__ = ["threshold_mask", "temporal_pool", "resize_masks", "background_mask",
-           "masked_scores"]
+           "masked_scores", "masked_psnr", "MaskSetting", "MAIN_SETTING", "mask_from_layer_maps"]
 
 _RESIZE_METHODS = ("linear", "nearest")
 
@@ -102,7 +103,7 @@ def temporal_pool(masks, *, window: int):
 
   Frame t averages frames `[t - (window - 1) // 2, t + window // 2]` that lie in the clip (an
   even window reaches one frame further ahead), the per-pixel equivalent of
-  `jaxvad.metrics.moving_average`. Pooling stays within the T axis of one array: to pool
+  `jaxvad.evaluation.metrics.moving_average`. Pooling stays within the T axis of one array: to pool
   across clip boundaries, concatenate the clips along T first.
 
   Args:
@@ -227,3 +228,65 @@ def masked_scores(recon, frames, mask, *, max_val: float = 1.0):
   """
   return {"psnr": scoring.psnr(recon, frames, max_val=max_val, mask=mask),
           "mse": scoring.mse(recon, frames, mask=mask)}
+
+
+def masked_psnr(recon, frames, mask):
+  """PSNR inside a mask: the `ScoreSpec.masked_score` of the PSNR detectors.
+
+  Args:
+    recon: float reconstructions or predictions `[..., H, W, C]` in [0, 1].
+    frames: float reference frames, the same shape.
+    mask: float `[..., H, W]` in [0, 1], or None for the whole frame.
+
+  Returns:
+    float32 `[...]` PSNR in dB (`masked_scores`); NaN where the mask keeps no pixel.
+  """
+  return scoring.psnr(recon, frames, mask=mask)
+
+
+# --------------------------------------------------------------------------- from per-layer maps
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSetting:
+  """How per-layer attention maps become a mask: last `layers` convs, `threshold`, pooling
+  `window` (the three knobs of paper 000 Tables 4.5-4.7)."""
+  layers: int
+  threshold: float
+  window: int
+
+  @property
+  def name(self) -> str:
+    return f"layers={self.layers} threshold={self.threshold:g} window={self.window}"
+
+
+# The learned mask of paper 000: the last 4 convs (Table 4.5's best), threshold 0.1 (§4.5.2:
+# "around 0.1 is the most appropriate") and window 7 (§4.5.3: "within [5, 10]").
+MAIN_SETTING = MaskSetting(layers=4, threshold=0.1, window=7)
+
+
+def mask_from_layer_maps(maps, *, setting: MaskSetting = MAIN_SETTING, frame_size) -> np.ndarray:
+  """A clip's mask from its per-layer attention maps, in the order of `background_mask`.
+
+  The last `setting.layers` maps are averaged and min-max scaled per frame, resized to the
+  frame, thresholded, then pooled over time across the whole clip.
+
+  Args:
+    maps: float `[T, L, h, w]` per-frame maps of L layers in [0, 1], the last layer last.
+    setting: layers, threshold and pooling window (paper 000's by default).
+    frame_size: (H, W) of the frames.
+
+  Returns:
+    float32 `[T, H, W]` soft mask in [0, 1].
+
+  Raises:
+    ValueError: `setting.layers` outside 1..L.
+  """
+  maps = np.asarray(maps)
+  count = maps.shape[1]
+  if not 1 <= setting.layers <= count:
+    raise ValueError(f"setting.layers = {setting.layers}: the maps hold {count} layers")
+  combined = cam_lib.combine_maps([maps[:, k] for k in range(count - setting.layers, count)],
+                                  frame_size=frame_size)
+  mask = threshold_mask(combined, threshold=setting.threshold)
+  return np.asarray(temporal_pool(mask[None], window=setting.window)[0])

@@ -1,7 +1,7 @@
 """The one trainer: mesh and sharding, jitted step, orbax checkpoints, resume, progress.
 
-Every method plugs in through the contract of `jaxvad.methods` (`create_state`,
-`train_step`); the loop below knows nothing about models or losses.
+Every method plugs in through its declaration (`jaxvad.methods.base.Method`: `create_state`,
+the training phases, an optional `fit`); the loop below knows nothing about models or losses.
 
 Determinism: batch k is a pure function of (seed, k) (see `data.pipeline.train_dataset`)
 and step RNG is `fold_in(state.rng, state.step)`, so a run killed and resumed from its
@@ -20,55 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+import jaxvad
 from jaxvad import config as config_lib
 from jaxvad import methods
 from jaxvad.data import datasets, pipeline
 from jaxvad.errors import ConfigError, TrainingError
+from jaxvad.sharding import jit_train_step, make_mesh, replicated, shard_batch
 
-DATA_AXIS = "data"
 CONFIG_FILE = "config.json"
+RUN_FILE = "run.json"        # what scoring needs that the config leaves open (frame shape)
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoints"
-
-
-class TrainState(train_state.TrainState):
-  """Optimizer state + a base RNG key (+ BatchNorm statistics for models that have them)."""
-  rng: jax.Array
-  batch_stats: Any = None
-
-
-# --------------------------------------------------------------------------- mesh & sharding
-
-
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh over all devices (of every process) with the batch axis `data`."""
-  devices = np.asarray(devices if devices is not None else jax.devices())
-  return Mesh(devices.reshape(-1), (DATA_AXIS,))
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over `data`; every other axis whole."""
-  return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-  """Assembles this process's slice of the global batch into global, sharded jax.Arrays."""
-  sharding = batch_sharding(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
-
-
-def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
-  """`step_fn(state, batch) -> (state, metrics)` compiled once, state donated (updated in place)."""
-  return jax.jit(step_fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=(0,))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -121,7 +85,9 @@ def _jsonable(config: config_lib.Config) -> dict:
 
 @jax.jit
 def _all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+  """Whether every float leaf of `tree` (parameters, optimizer moments, statistics) is finite."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool = False,
@@ -158,8 +124,7 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
     clips = [c.frames for c in datasets.load_split(config.data, "train")]
   # Methods trained on per-frame targets (e.g. weak partition labels) derive them from the
   # training clips once, here; they are windowed with the frames.
-  targets = (method.training_targets(config, clips) if hasattr(method, "training_targets")
-             else None)
+  targets = method.training_targets(config, clips) if method.training_targets else None
   dataset = pipeline.train_dataset(clips, window=config.data.window, stride=config.data.stride,
                                    global_batch_size=cfg.batch_size, seed=cfg.seed,
                                    per_frame=targets)
@@ -184,9 +149,19 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   if manager.latest_step() is not None:
     state = restore_state(manager, state)
   write_json_atomic(config_path, config_json)
+  # What scoring new footage needs beyond the config, so the run works without its data.
+  write_json_atomic(workdir / RUN_FILE, {"frame_shape": list(example["frames"].shape[2:]),
+                                         "jaxvad_version": jaxvad.__version__})
 
-  # ---- Update step: compiled once; the state buffers are donated.
-  step_fn = jit_train_step(method.train_step, mesh)
+  # ---- Update steps: one per phase, each compiled once; the state buffers are donated.
+  bounds = method.phase_bounds(config)
+  step_fns = {}
+
+  def phase_step(step):
+    phase = next(p for p, first, last in bounds if first <= step <= last)
+    if phase.name not in step_fns:
+      step_fns[phase.name] = jit_train_step(phase.train_step, mesh)
+    return phase, step_fns[phase.name]
 
   # ---- Loop.
   start = int(state.step)
@@ -196,10 +171,12 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   batches = pipeline.prefetch(dataset, start_step=start) if start < cfg.steps else iter(())
   try:
     for step in range(start + 1, cfg.steps + 1):
+      phase, step_fn = phase_step(step)
       state, metrics = step_fn(state, shard_batch(next(batches), mesh))
       for hook in hooks:
         hook(step, metrics)
-      if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.steps:
+      phase_end = any(step == last for _, _, last in bounds)
+      if (step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or phase_end):
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if not all(math.isfinite(v) for v in host.values()):
           last = manager.latest_step()
@@ -208,11 +185,17 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
               f"(step {last}) is kept in {workdir / CHECKPOINT_DIR}; lower train.learning_rate "
               f"or try train.compute_dtype=float32, then rerun with --resume.")
         with open(log_path, "a") as f:
-          f.write(json.dumps({"step": step, **host}) + "\n")
-        bar.set_postfix({k: f"{v:.4g}" for k, v in host.items()})
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+          f.write(json.dumps({"step": step, "phase": phase.name, **host}) + "\n")
+        bar.set_postfix({"phase": phase.name, **{k: f"{v:.4g}" for k, v in host.items()}}
+                        if len(bounds) > 1 else {k: f"{v:.4g}" for k, v in host.items()})
+        if step == cfg.steps and method.fit is not None:
+          # Fitted after the last gradient step and saved with it, so a resumed run that
+          # reaches this step fits the same statistics from the same parameters.
+          state = method.fit(config, state, clips)
+        # Checkpoints at phase ends too, so a resume never straddles a phase boundary.
+        if step % cfg.checkpoint_every == 0 or phase_end:
           # The metrics describe the state before this update: check the updated one too.
-          if not bool(_all_finite(state.params)):
+          if not bool(_all_finite(state)):
             raise TrainingError(
                 f"parameters became non-finite at step {step}; the last good checkpoint "
                 f"(step {manager.latest_step()}) is kept in {workdir / CHECKPOINT_DIR}; lower "
@@ -244,8 +227,10 @@ def load_trained(workdir: str | os.PathLike, *, step: int | None = None):
       raise ConfigError(f"{workdir / CHECKPOINT_DIR} holds no checkpoint yet: training has not "
                         f"reached train.checkpoint_every = {config.train.checkpoint_every} steps")
     method = methods.get(config.method)
-    example = {"frames": np.zeros((1, config.data.window) + frame_shape(config), np.uint8)}
-    like = method.create_state(config, jax.random.PRNGKey(0), example)
+    example = {"frames": np.zeros((1, config.data.window) + run_frame_shape(workdir, config),
+                                  np.uint8)}
+    # Every parameter comes from the checkpoint: no pretrained weight file is read again.
+    like = method.create_state(config, jax.random.PRNGKey(0), example, load_pretrained=False)
     state = restore_state(manager, like, step)
   finally:
     manager.close()
@@ -253,9 +238,19 @@ def load_trained(workdir: str | os.PathLike, *, step: int | None = None):
 
 
 def frame_shape(config: config_lib.Config) -> tuple[int, int, int]:
+  """(H, W, C) of the frames a config trains on (reads the benchmark when `data.size` is empty)."""
   h, w = config.data.size or datasets.stored_size(config.data)
   return (h, w, 1 if config.data.grayscale else 3)
 
 
-__all__ = ["TrainState", "make_mesh", "batch_sharding", "replicated", "shard_batch",
-           "jit_train_step", "checkpoint_manager", "restore_state", "train", "load_trained"]
+def run_frame_shape(workdir: str | os.PathLike, config: config_lib.Config) -> tuple[int, int, int]:
+  """(H, W, C) a trained run scores: from its run.json, so the training data may be gone (runs
+  older than run.json fall back to `frame_shape`)."""
+  path = pathlib.Path(workdir) / RUN_FILE
+  if path.is_file():
+    return tuple(int(s) for s in json.loads(path.read_text())["frame_shape"])
+  return frame_shape(config)
+
+
+__all__ = ["CONFIG_FILE", "RUN_FILE", "checkpoint_manager", "restore_state", "train",
+           "load_trained", "frame_shape", "run_frame_shape", "write_json_atomic"]

@@ -22,7 +22,7 @@ Masks (paper 000 §3.1.3): a mask `[N, H, W]` or `[H, W]` (bool or float, shared
 channel) multiplies both frames before scoring, and only the pixels where it is nonzero count:
 MSE/PSNR average over the unmasked pixels, SSIM over the unmasked interior pixels. A frame (or
 patch) with no pixel to average scores NaN: the score is undefined there, and a NaN keeps the
-batch shape while `jaxvad.metrics` refuses it loudly if it reaches a ROC curve.
+batch shape while `jaxvad.evaluation.metrics` refuses it loudly if it reaches a ROC curve.
 
 PSNR is `10 log10(max_val**2 / max(MSE, eps))` with `eps = 1e-10`, as `jaxvad.scoring.psnr`:
 identical frames score a finite 100 dB (max_val 1) or ~148 dB (max_val 255), not inf.
@@ -638,7 +638,7 @@ def moving_average(x, *, window: int) -> np.ndarray:
   """Centred moving average of a score series; the edges average the frames that exist.
 
   Frame t averages frames `[t - (window - 1) // 2, t + window // 2]` clipped to the series,
-  as `jaxvad.metrics.moving_average` (same results), in O(T) for any window.
+  as `jaxvad.evaluation.metrics.moving_average` (same results), in O(T) for any window.
 
   Args:
     x: float `[T]` scores.
@@ -654,6 +654,6 @@ def moving_average(x, *, window: int) -> np.ndarray:
     raise ValueError(f"window must be an integer >= 1, got {window}")
   if not np.isfinite(x).all():
     raise ValueError("x contains NaN or inf")
-  if window == 1:  # exactly the input, as jaxvad.metrics (a running sum would round)
+  if window == 1:  # exactly the input, as jaxvad.evaluation.metrics (a running sum would round)
     return x.copy()
   return _moving_average_core(np.ascontiguousarray(x), int(window))

@@ -10,3 +10,8 @@ _FLAG = "--xla_force_host_platform_device_count=8"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# The contract's test method, registered like a user's own (tests/tiny_method.py).
+from jaxvad import methods  # noqa: E402
+
+methods.register("tiny_test", "tests.tiny_method")

@@ -64,3 +64,69 @@ def test_package_exports_every_kernel():
     for name in module.__all__:
       assert getattr(jaxvad_kernels, name, None) is getattr(module, name), (
           f"jaxvad_kernels does not export {module_name}.{name}")
+
+
+# --------------------------------------------------------------------------- import graph
+
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1] / "jaxvad"
+
+
+def _module_name(path):
+  parts = ("jaxvad",) + path.relative_to(_ROOT).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path, known):
+  """(module-level jaxvad imports, jaxvad imports inside functions) of one source file."""
+  import ast
+  tree = ast.parse(path.read_text())
+  top, nested = set(), []
+
+  def targets(node):
+    if isinstance(node, ast.Import):
+      return [a.name for a in node.names if a.name.startswith("jaxvad.") or a.name == "jaxvad"]
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "jaxvad":
+      # `from jaxvad.x import y`: the submodule x.y when there is one, else x itself.
+      return [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
+              for a in node.names]
+    return []
+
+  for node in tree.body:
+    top.update(targets(node))
+    if isinstance(node, ast.If):   # e.g. `if TYPE_CHECKING:` blocks
+      for child in ast.walk(node):
+        top.update(targets(child))
+  for fn in ast.walk(tree):
+    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      for child in ast.walk(fn):
+        nested += targets(child)
+  return top, nested
+
+
+def test_import_graph_has_no_cycles_and_no_late_imports():
+  """The layers of docs/ARCHITECTURE.md: no module imports one that (indirectly) imports it,
+  and no function imports a jaxvad module to dodge a cycle (the CLI's commands import their
+  modules lazily so `jaxvad --help` stays fast; that is the one exception)."""
+  files = {_module_name(p): p for p in _ROOT.rglob("*.py")}
+  graph, late = {}, []
+  for name, path in files.items():
+    top, nested = _imports(path, set(files))
+    graph[name] = {m for m in top if m in files and m != name}
+    if nested and name != "jaxvad.cli":
+      late.append(f"{name}: {sorted(set(nested))}")
+  assert not late, f"imports inside functions: {late}"
+
+  state = {}
+
+  def visit(node, stack):
+    state[node] = "active"
+    for dep in sorted(graph[node]):
+      if state.get(dep) == "active":
+        raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+      if dep not in state:
+        visit(dep, stack + [dep])
+    state[node] = "done"
+
+  for node in sorted(graph):
+    if node not in state:
+      visit(node, [node])

@@ -62,7 +62,7 @@ def test_round_trip_through_dict():
 
 
 def test_config_choices_match_the_modules_they_name():
-  from jaxvad import protocol, thresholds
+  from jaxvad.evaluation import protocol, thresholds
   from jaxvad.data import public
   assert set(config_lib.PROTOCOL_NAMES) == set(protocol.PROTOCOLS)
   assert set(config_lib.THRESHOLD_PARAMS) == set(thresholds.METHODS) - {"grid_search"}

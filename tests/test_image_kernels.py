@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from jaxvad import metrics
+from jaxvad.evaluation import metrics
 from jaxvad_kernels import image_scores as im
 from tests import naive
 from tests.naive import image as naive_im

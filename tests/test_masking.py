@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxvad import masking
-from jaxvad import metrics
+from jaxvad.evaluation import metrics
 from jaxvad import scoring
 from tests.naive import cam as naive
 

@@ -1,4 +1,4 @@
-"""jaxvad.metrics: hand-computed examples, scikit-learn cross-checks and slow references."""
+"""jaxvad.evaluation.metrics: hand-computed examples, scikit-learn cross-checks and slow references."""
 
 import math
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from jaxvad import metrics
+from jaxvad.evaluation import metrics
 from tests import naive
 from tests.naive import metrics as naive_metrics
 

@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvad import cam, evaluate, masking, paper000
+from jaxvad import cam, masking
+from jaxvad.evaluation import evaluate
+from jaxvad.reproduce import paper000
 from jaxvad import config as config_lib
 from jaxvad import train
 from jaxvad.data import datasets, synth
@@ -55,11 +57,11 @@ def test_partition_model_trains_and_gives_per_layer_cams(bench_root, tmp_path):
   cams = np.asarray(jax.jit(r3d_partition.cam_step)(state, {"frames": frames})["cams"])
   assert cams.shape == (8, 4, 4, 2, 2)
   assert cams.min() >= 0 and cams.max() <= 1
-  probs = np.asarray(r3d_partition.score_step(state, {"frames": frames})["partition_probs"])
+  probs = np.asarray(r3d_partition.partition_step(state, {"frames": frames})["partition_probs"])
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("setting", [paper000.MAIN_SETTING, *paper000.ABLATIONS[
+@pytest.mark.parametrize("setting", [masking.MAIN_SETTING, *paper000.ABLATIONS[
     "Table 4.5: layers for Eigen-CAM (threshold 0, window 1)"]])
 def test_learned_mask_from_cached_cams_equals_the_masking_chain(setting):
   """The reproduction caches each layer's CAM once and combines them per ablation setting;

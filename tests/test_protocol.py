@@ -1,4 +1,4 @@
-"""jaxvad.protocol: presets, order of operations, ano_pred/MNAD equivalence, micro/macro."""
+"""jaxvad.evaluation.protocol: presets, order of operations, ano_pred/MNAD equivalence, micro/macro."""
 
 import dataclasses
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from jaxvad import metrics, protocol, thresholds
+from jaxvad.evaluation import metrics, protocol, thresholds
 from jaxvad.errors import ConfigError
 from tests.naive import metrics as naive_metrics
 

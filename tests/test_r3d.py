@@ -75,8 +75,8 @@ def test_reference_has_torchvision_layout():
 def test_eval_forward_matches_torch_layer_by_layer(ref):
   variables = convert_torch.torch_to_flax(ref["state_dict"])
   model = TorchvisionR3D18(num_classes=CLASSES, width=WIDTH)
-  logits, acts = jax.jit(lambda v, x: model.apply(v, x, train=False, return_activations=True))(
-      variables, _ndhwc(ref["x"]))
+  logits, aux = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, _ndhwc(ref["x"]))
+  acts = aux["activations"]
   assert logits.shape == (2, CLASSES) and len(acts) == len(ACTIVATION_NAMES) == 17
   for name, act in zip(ACTIVATION_NAMES, acts):
     np.testing.assert_allclose(act, ref["acts"][name], rtol=0, atol=1e-4, err_msg=name)
@@ -95,9 +95,9 @@ def test_train_mode_matches_torch_and_updates_batch_stats(ref):
   new_t = model_t.state_dict()
   variables = convert_torch.torch_to_flax(ref["state_dict"])
   model = TorchvisionR3D18(num_classes=CLASSES, width=WIDTH)
-  (logits, acts), updates = jax.jit(lambda v, x: model.apply(
-      v, x, train=True, return_activations=True, mutable=["batch_stats"]))(
-          variables, _ndhwc(ref["x"]))
+  (logits, aux), updates = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, mutable=["batch_stats"]))(variables, _ndhwc(ref["x"]))
+  acts = aux["activations"]
   np.testing.assert_allclose(logits, logits_t, rtol=0, atol=1e-4)
   # n = B·T'·H'·W': the values per channel each BN averaged (a downsample's = its block's).
   count = {name: math.prod(a.shape[:-1]) for name, a in zip(ACTIVATION_NAMES, acts)}
@@ -133,8 +133,8 @@ def test_per_frame_head_shapes_and_activations():
   for temporal_strides in (False, True):
     model = R3D18Tiny(num_classes=4, temporal_strides=temporal_strides)
     variables = jax.eval_shape(lambda m=model: m.init(jax.random.PRNGKey(0), x, train=False))
-    logits, acts = jax.eval_shape(
-        lambda v, m=model: m.apply(v, x, train=False, return_activations=True), variables)
+    logits, aux = jax.eval_shape(lambda v, m=model: m.apply(v, x, train=False), variables)
+    acts = aux["activations"]
     t_out = output_frames(9, temporal_strides=temporal_strides)
     assert t_out == (2 if temporal_strides else 9)   # 9 -> 5 -> 3 -> 2 = ceil(9 / 8)
     assert logits.shape == (2, t_out, 4)
@@ -148,7 +148,7 @@ def test_per_frame_logits_average_to_the_clip_logits(ref):
   variables = convert_torch.torch_to_flax(ref["state_dict"])
   x = _ndhwc(ref["x"])
   model = R3D18(num_classes=CLASSES, width=WIDTH, temporal_strides=True)
-  per_frame = jax.jit(functools.partial(model.apply, train=False))(variables, x)
+  per_frame, _ = jax.jit(functools.partial(model.apply, train=False))(variables, x)
   assert per_frame.shape == (2, 1, CLASSES)
   np.testing.assert_allclose(per_frame.mean(1), ref["logits"], rtol=0, atol=1e-4)
 
@@ -172,7 +172,7 @@ def test_backbone_loads_into_a_head_with_another_class_count(ref):
                                 converted["params"]["stem"]["conv"]["kernel"])
   np.testing.assert_array_equal(loaded["batch_stats"]["layer3_0"]["downsample"]["bn"]["var"],
                                 ref["state_dict"]["layer3.0.downsample.1.running_var"].numpy())
-  out = jax.jit(functools.partial(model.apply, train=False))(loaded, x)
+  out, _ = jax.jit(functools.partial(model.apply, train=False))(loaded, x)
   assert out.shape == (1, 4, 3)
 
 
@@ -209,6 +209,5 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   x = jnp.zeros((1, 4, 16, 16, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
   assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-  logits, acts = jax.eval_shape(
-      lambda v: model.apply(v, x, train=False, return_activations=True), variables)
-  assert logits.dtype == jnp.float32 and acts[-1].dtype == jnp.bfloat16
+  logits, aux = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert logits.dtype == jnp.float32 and aux["activations"][-1].dtype == jnp.bfloat16

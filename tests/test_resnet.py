@@ -97,12 +97,12 @@ def test_reference_has_torchvision_layout():
 def test_eval_forward_matches_torch_every_stage(ref):
   variables = convert_torch.torch_to_flax(ref["state_dict"], arch=ARCH)
   model = ResNet18(width=WIDTH, num_classes=CLASSES)
-  out = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(ref["x"]))
-  assert set(out) == set(STAGE_NAMES) | {"logits"}
+  logits, out = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(ref["x"]))
+  assert set(out) == set(STAGE_NAMES) and logits.dtype == jnp.float32
   for name in STAGE_NAMES:
     assert out[name].shape == ref["stages"][name].shape, name
     assert _max_rel_diff(out[name], ref["stages"][name]) < 5e-6, name   # measured <= 4.2e-7
-  np.testing.assert_allclose(out["logits"], ref["logits"], rtol=0, atol=5e-5)  # measured 3.3e-6
+  np.testing.assert_allclose(logits, ref["logits"], rtol=0, atol=5e-5)  # measured 3.3e-6
   assert np.abs(ref["logits"]).max() > 1   # the comparison is not between near-zeros
 
 
@@ -114,11 +114,11 @@ def test_full_width_matches_torch_on_a_non_square_image():
   stages, logits = _run_torch(torch, torch_reference, model_t, x)
   variables = convert_torch.torch_to_flax(model_t.state_dict(), arch=ARCH)
   model = ResNet18(num_classes=1000)
-  out = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(x))
-  assert out["layer4"].shape == (1, 2, 3, 512)
+  logits_j, out = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(x))
+  assert out["layer4"].shape == (1, 2, 3, 512) and logits_j.shape == (1, 1000)
   for name in STAGE_NAMES:
     assert _max_rel_diff(out[name], stages[name]) < 1e-5, name   # measured <= 1.3e-6
-  assert _max_rel_diff(out["logits"], logits) < 1e-5
+  assert _max_rel_diff(logits_j, logits) < 1e-5
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (64, 96), (160, 64), (224, 224)])
@@ -128,8 +128,8 @@ def test_stage_shapes_for_sizes_divisible_by_32(hw):
   model = ResNet18(width=WIDTH)   # backbone only
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
   assert "fc" not in variables["params"]
-  out = jax.eval_shape(lambda v: model.apply(v, x), variables)
-  assert set(out) == set(STAGE_NAMES)
+  feats, out = jax.eval_shape(lambda v: model.apply(v, x), variables)
+  assert set(out) == set(STAGE_NAMES) and feats.shape == out["layer4"].shape
   for name, f, stride in zip(STAGE_NAMES, stage_features(WIDTH), (4, 8, 16, 32)):
     assert out[name].shape == (2, h // stride, w // stride, f), name
   assert stage_features(1.0) == (64, 128, 256, 512) and stage_features(WIDTH) == (8, 16, 32, 64)
@@ -143,8 +143,8 @@ def test_odd_sizes_give_torch_shapes(ref):
   stages, _ = _run_torch(torch, module, model_t, x)
   model = ResNet18(width=WIDTH, num_classes=CLASSES)
   x = jnp.zeros((1, 37, 50, 3))
-  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), x)[0])
-  assert {k: v.shape for k, v in out.items() if k != "logits"} == {
+  _, out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), x)[0])
+  assert {k: v.shape for k, v in out.items()} == {
       k: v.shape for k, v in stages.items()}
   assert out["layer4"].shape[1:3] == (2, 2)
 
@@ -160,9 +160,10 @@ def test_train_mode_matches_torch_and_updates_batch_stats(ref):
   new_t = model_t.state_dict()
   variables = convert_torch.torch_to_flax(ref["state_dict"], arch=ARCH)
   model = ResNet18(width=WIDTH, num_classes=CLASSES)
-  out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
-      variables, _nhwc(ref["x"]))
-  np.testing.assert_allclose(out["logits"], logits_t, rtol=1e-5, atol=1e-4)
+  (logits, out), updates = jax.jit(
+      lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+          variables, _nhwc(ref["x"]))
+  np.testing.assert_allclose(logits, logits_t, rtol=1e-5, atol=1e-4)
   for key, (collection, path) in convert_torch.key_mapping(arch=ARCH).items():
     if collection != "batch_stats":
       continue
@@ -198,8 +199,9 @@ def test_backbone_only_loads_with_include_fc_false(ref, tmp_path):
       kernel[0, 0], ref["state_dict"]["layer2.0.downsample.0.weight"].numpy()[:, :, 0, 0].T)
   np.testing.assert_array_equal(loaded["batch_stats"]["layer3_1"]["bn2"]["var"],
                                 ref["state_dict"]["layer3.1.bn2.running_var"].numpy())
-  out = jax.jit(lambda v, x: model.apply(v, x))(loaded, x)
+  feats, out = jax.jit(lambda v, x: model.apply(v, x))(loaded, x)
   assert set(out) == set(STAGE_NAMES)
+  np.testing.assert_array_equal(feats, out["layer4"])   # backbone only: the main output
   assert _max_rel_diff(out["layer4"], ref["stages"]["layer4"]) < 5e-6
 
 
@@ -245,8 +247,8 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   x = jnp.zeros((1, 32, 32, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
   assert {p.dtype for p in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-  out = jax.eval_shape(lambda v: model.apply(v, x), variables)
-  assert out["logits"].dtype == jnp.float32 and out["layer4"].dtype == jnp.bfloat16
+  logits, out = jax.eval_shape(lambda v: model.apply(v, x), variables)
+  assert logits.dtype == jnp.float32 and out["layer4"].dtype == jnp.bfloat16
 
 
 def test_init_follows_torchvision():

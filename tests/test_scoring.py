@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from jaxvad_kernels import image_scores as kernels
 
-from jaxvad import metrics, scoring
+from jaxvad.evaluation import metrics
+from jaxvad import scoring
 from tests import naive
 
 

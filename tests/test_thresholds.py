@@ -1,4 +1,4 @@
-"""jaxvad.thresholds: hand-computed thresholds, validation false-alarm rates, grid search."""
+"""jaxvad.evaluation.thresholds: hand-computed thresholds, validation false-alarm rates, grid search."""
 
 import math
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from jaxvad import metrics, thresholds
+from jaxvad.evaluation import metrics, thresholds
 from jaxvad.errors import ConfigError
 
 

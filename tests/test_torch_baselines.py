@@ -20,7 +20,7 @@ import pytest
 
 from jaxvad import config as config_lib
 from jaxvad import scoring
-from jaxvad import train as train_lib
+from jaxvad.methods.base import TrainState
 from jaxvad.methods import convlstm_ae, predictive_ae, r3d_partition
 
 torch = pytest.importorskip("torch")
@@ -83,7 +83,7 @@ def convlstm():
   frames = _frames((2, 4, 16, 16, 1))
   model = convlstm_ae.build_model(config)
   variables = _variables(model, convlstm_ae.to_float(frames))
-  state = train_lib.TrainState.create(apply_fn=model.apply, params=variables["params"],
+  state = TrainState.create(apply_fn=model.apply, params=variables["params"],
                                       tx=optax.adam(1e-3), rng=jax.random.key(0))
   batch = {"frames": frames}
   return dict(config=config, frames=frames, variables=variables,
@@ -133,7 +133,7 @@ def test_r3d_partition_matches_jaxvad(grayscale):
   labels = np.random.default_rng(2).dirichlet(np.ones(4), (2, 4)).astype(np.float32)
   model = r3d_partition.build_model(config)
   variables = _variables(model, r3d_partition.to_input(frames, pretrained=False), train=False)
-  state = train_lib.TrainState.create(
+  state = TrainState.create(
       apply_fn=model.apply, params=variables["params"], batch_stats=variables["batch_stats"],
       tx=optax.adam(1e-3), rng=jax.random.key(0))
   batch = {"frames": frames, "labels": labels}
@@ -151,8 +151,8 @@ def test_r3d_partition_matches_jaxvad(grayscale):
     logits = torch_model(x)
   want, probs = jax.jit(lambda s, b: (
       model.apply({"params": s.params, "batch_stats": s.batch_stats},
-                  r3d_partition.to_input(b["frames"], pretrained=False), train=False),
-      r3d_partition.score_step(s, b)["partition_probs"]))(state, batch)
+                  r3d_partition.to_input(b["frames"], pretrained=False), train=False)[0],
+      r3d_partition.partition_step(s, b)["partition_probs"]))(state, batch)
   assert logits.shape == (2, 4, 4)
   assert _rel_diff(logits, want) < RTOL   # measured 5e-7 (gray), 8e-7 (RGB)
   assert np.abs(np.asarray(want)).max() > 1   # not a comparison of near-zeros
@@ -192,10 +192,10 @@ def test_predictive_ae_matches_jaxvad(variant):
   def run(v, x):
     """Eval: the predicted frame in pixels and score_step's PSNR. Train (decoder BN on batch
     statistics, the frozen encoder on its running ones): the prediction and eq. 3.1."""
-    pred = predictive_ae.to_pixels(model.apply(v, x, train=False))
+    pred = predictive_ae.to_pixels(model.apply(v, x, train=False)[0])
     out = {"pred": pred, "psnr": scoring.psnr(jnp.clip(pred, 0, 1), target)[:, None]}
     if train:
-      pred, _ = model.apply(v, x, train=True, mutable=["batch_stats"])
+      (pred, _), _ = model.apply(v, x, train=True, mutable=["batch_stats"])
       out["train_pred"] = predictive_ae.to_pixels(pred)
       out["loss"], out["terms"] = predictive_ae.prediction_loss(
           out["train_pred"], target, weights=config.model.loss_weights)

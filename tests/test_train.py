@@ -9,7 +9,7 @@ import pytest
 
 from jaxvad import config as config_lib
 from jaxvad import methods
-from jaxvad import train
+from jaxvad import sharding, train
 from jaxvad.errors import ConfigError, TrainingError
 
 
@@ -43,8 +43,8 @@ def test_eight_devices_are_available():
 
 
 def test_batch_is_split_over_the_data_axis():
-  mesh = train.make_mesh()
-  batch = train.shard_batch({"frames": np.zeros((8, 4, 16, 16, 1), np.uint8)}, mesh)
+  mesh = sharding.make_mesh()
+  batch = sharding.shard_batch({"frames": np.zeros((8, 4, 16, 16, 1), np.uint8)}, mesh)
   shards = batch["frames"].addressable_shards
   assert len(shards) == 8 and all(s.data.shape == (1, 4, 16, 16, 1) for s in shards)
 

@@ -5,7 +5,7 @@ torchvision's r3d_18 layout (`bench.torch_baselines.r3d`) with jaxvad's partitio
 no temporal strides (layer2..4 stride (1, 2, 2)), so every input frame keeps its place in
 time, and a per-frame head (mean over H, W, then fc) giving logits `[B, T, C]`. Trained with a
 soft-label cross-entropy against the smoothed partition labels; `score` gives the per-frame
-partition probabilities, as the jaxvad method's `score_step` (this model scores no anomalies).
+partition probabilities, as the jaxvad method's `partition_step` (this model scores no anomalies).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def train_loss(model: VideoResNet, frames: torch.Tensor, targets: torch.Tensor) 
 
 
 def score(model: VideoResNet, frames: torch.Tensor) -> torch.Tensor:
-  """Per-frame partition probabilities `[B, T, num_classes]`, as `r3d_partition.score_step`."""
+  """Per-frame partition probabilities `[B, T, num_classes]`, as `r3d_partition.partition_step`."""
   model.eval()
   with torch.inference_mode():
     return torch.softmax(model(to_input(model, frames)), dim=-1)

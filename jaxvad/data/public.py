@@ -88,8 +88,8 @@ import cv2
 import numpy as np
 import scipy.io
 
-from jaxvad.data import datasets, synth, video
-from jaxvad.data.datasets import Clip
+from jaxvad.data import clips, synth, video
+from jaxvad.data.clips import Clip
 from jaxvad.errors import DataError
 
 __all__ = [
@@ -850,7 +850,7 @@ def _index_synth(root, split, labels_file, require_labels):
   if labels_file is not None:
     raise DataError(f"labels_file= does not apply to the synthetic benchmark {root}: its labels "
                     f"are in <split>/<clip>.labels.npz")
-  meta = datasets._read_meta(root)  # pylint: disable=protected-access
+  meta = clips.read_meta(root)
   if split not in synth.SPLITS:
     raise DataError(f"unknown split {split!r} for {root}: choose one of {', '.join(synth.SPLITS)}")
   entries = []
@@ -861,7 +861,7 @@ def _index_synth(root, split, labels_file, require_labels):
     if not folder.is_dir():
       raise DataError(f"clip folder {folder} is missing: delete {root} and render it again")
     labels_path = root / split / f"{clip['name']}.labels.npz"
-    arrays = datasets._read_labels(labels_path, root)  # pylint: disable=protected-access
+    arrays = clips.read_labels(labels_path, root)
     e = VideoEntry(name=clip["name"], source=folder, labels=arrays["anomaly"].astype(bool),
                    num_frames=_count_frames(folder), label_source=labels_path, layout="synth",
                    split=split, meta=dict(clip))
@@ -957,10 +957,10 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
   if entry.layout == "synth":
     meta = {**entry.meta, **meta}
     root = entry.source.parent.parent
-    arrays = datasets._read_labels(entry.label_source, root)  # pylint: disable=protected-access
+    arrays = clips.read_labels(entry.label_source, root)
     distractors, workspace = arrays["distractors"].astype(bool), arrays["workspace_mask"]
     if size is not None and tuple(size) != workspace.shape[1:]:
-      workspace = datasets._resize_masks(workspace, tuple(size))  # pylint: disable=protected-access
+      workspace = clips.resize_masks(workspace, tuple(size))
   return Clip(name=entry.name, frames=frames,
               labels=None if labels is None else np.asarray(labels, bool).copy(),
               distractors=distractors, workspace_mask=workspace, meta=meta)
@@ -992,7 +992,7 @@ def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
   if size is not None:
     size = video._check_size(size)  # pylint: disable=protected-access
     if size != masks.shape[1:]:
-      masks = datasets._resize_masks(masks, size)  # pylint: disable=protected-access
+      masks = clips.resize_masks(masks, size)
   return masks
 
 
@@ -1012,7 +1012,7 @@ def load_dataset(root, *, layout: str | None = None, split: str = "test",
 
   Returns:
     The split's clips in natural order (synth: benchmark.json order, via
-    `datasets.load_synthetic`).
+    `clips.load_synthetic`).
 
   Raises:
     DataError: as `index_dataset` and `load_clip`.
@@ -1021,7 +1021,7 @@ def load_dataset(root, *, layout: str | None = None, split: str = "test",
   if layout == "synth":
     if labels_file is not None:
       raise DataError(f"labels_file= does not apply to the synthetic benchmark {root}")
-    return datasets.load_synthetic(root, split, size=size, grayscale=grayscale)
+    return clips.load_synthetic(root, split, size=size, grayscale=grayscale)
   entries = index_dataset(root, layout=layout, split=split, labels_file=labels_file,
                           require_labels=require_labels)
   return [load_clip(e, size=size, grayscale=grayscale) for e in entries]

@@ -1,35 +1,21 @@
-"""Paper pipelines, one module each, behind one contract.
+"""Paper pipelines, one module each, behind one contract (`jaxvad.methods.base.Method`).
 
-A method module provides:
-  NAME: str                       the `method` key of configs.
-  ModelConfig                     frozen dataclass: the schema of the config's `model` table.
-  create_state(config, rng, example_batch) -> TrainState
-                                  builds model(s) and optimizer(s); `example_batch` is one
-                                  host batch `{"frames": uint8 [B, T, H, W, C]}` (shapes only).
-  train_step(state, batch) -> (state, metrics)
-                                  pure; the trainer jits it once with the state donated.
-  score_step(state, batch) -> {"psnr": float [B, T], ...}
-                                  pure; per-frame scores of every frame of each window.
-and optionally:
-  PREDICTS_LAST = True            score_step returns outputs for each window's last frame only
-                                  (`[B, 1, ...]`: a frame predictor); evaluation then slides
-                                  windows with stride 1 and drops the first window - 1 frames.
-  training_targets(config, clips) -> {name: [per-clip array [T_i, ...]]}
-                                  per-frame training targets computed once from the training
-                                  clips (uint8 [T_i, H, W, C]); batches then carry them as
-                                  `batch[name]` [B, T, ...] next to `batch["frames"]`.
+Each module here ends with `METHOD = Method(...)`: its model config schema, state, training
+phases, score declaration and optional hooks. `get(name)` returns that declaration; the trainer,
+`jaxvad score`, evaluation, reports, reproductions and bench/ read nothing else.
 
-so that the trainer, `jaxvad score`, evaluation and benchmarks treat every method alike.
+Adding a method: a model file in `jaxvad/models/`, a method file here, a config in `configs/`
+and one line in `_REGISTRY` (see docs/ARCHITECTURE.md, "Adding a method").
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 from jaxvad.errors import ConfigError
+from jaxvad.methods.base import Method
 
-# name -> module path; modules import lazily so `jaxvad --help` stays fast.
+# name -> module path; modules import on first use so `jaxvad --help` stays fast.
 _REGISTRY = {
     "convlstm_ae": "jaxvad.methods.convlstm_ae",
     "predictive_ae": "jaxvad.methods.predictive_ae",
@@ -38,11 +24,25 @@ _REGISTRY = {
 
 
 def names() -> list[str]:
+  """Names of the registered methods."""
   return sorted(_REGISTRY)
 
 
-def get(name: str) -> ModuleType:
-  """Returns the method module registered as `name`."""
+def register(name: str, module: str) -> None:
+  """Registers a method module (one that defines `METHOD`) under `name`, e.g. a user's own."""
+  _REGISTRY[name] = module
+
+
+def get(name: str) -> Method:
+  """The declaration of the method registered as `name`.
+
+  Raises:
+    ConfigError: an unknown name (listing the known ones).
+  """
   if name not in _REGISTRY:
     raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(names())}")
-  return importlib.import_module(_REGISTRY[name])
+  method = importlib.import_module(_REGISTRY[name]).METHOD
+  if method.name != name:
+    raise ConfigError(f"module {_REGISTRY[name]} declares method {method.name!r}, registered "
+                      f"as {name!r}")
+  return method

@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvad import scoring
+from jaxvad import masking, scoring
 from jaxvad.errors import ConfigError
+from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState
 from jaxvad.models.convlstm import ConvLSTMAutoencoder
-
-NAME = "convlstm_ae"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +48,8 @@ def build_model(config) -> ConvLSTMAutoencoder:
                              dtype=jnp.dtype(config.train.compute_dtype))
 
 
-def create_state(config, rng, example_batch):
-  from jaxvad.train import TrainState  # late: train imports methods
-
+def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
+  del load_pretrained  # no pretrained weights
   frames = example_batch["frames"]
   h, w = frames.shape[2:4]
   factor = 2 ** len(config.model.features)
@@ -82,6 +80,16 @@ def train_step(state, batch):
 
 
 def score_step(state, batch):
+  """{"psnr": [B, T] dB of each frame's clipped reconstruction, "recon": [B, T, H, W, C]}."""
   frames = to_float(batch["frames"])
   recon, _ = state.apply_fn({"params": state.params}, frames)
   return {"psnr": scoring.psnr(jnp.clip(recon, 0.0, 1.0), frames), "recon": recon}
+
+
+SCORE = ScoreSpec(
+    terms=(ScoreTerm("psnr", "PSNR (dB) of the reconstructed frame", higher_is_anomalous=False),),
+    image="recon", image_kind="reconstruction", masked_score=masking.masked_psnr)
+
+METHOD = Method(name="convlstm_ae", model_config=ModelConfig, create_state=create_state,
+                phases=(Phase("train", train_step),), score=lambda config: SCORE,
+                score_step=score_step, bench_config="demo")

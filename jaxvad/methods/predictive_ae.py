@@ -12,7 +12,7 @@ masked out of the optimizer (`optax.multi_transform`: no Adam moments are even a
 them). Augmentation (`model.augment`, §3.2.2) runs inside the jitted step on the device,
 identically on the input frames and the target (`jaxvad.augment`).
 
-Only each window's last frame is predicted (`PREDICTS_LAST`): scoring slides windows with
+Only each window's last frame is predicted (`ScoreSpec.last_only`): scoring slides windows with
 stride 1 and the first `window - 1` frames of a clip get no score (the evaluation protocol
 drops them, as ano_pred does).
 """
@@ -27,13 +27,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvad import augment, losses, scoring
-from jaxvad import train as train_lib
+from jaxvad import augment, losses, masking, scoring
 from jaxvad.errors import ConfigError
-from jaxvad.models import predictive_ae, resnet
-
-NAME = "predictive_ae"
-PREDICTS_LAST = True     # score_step predicts and scores only the last frame of each window
+from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState
+from jaxvad.models import convert_torch, predictive_ae, resnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +57,7 @@ class ModelConfig:
                         "(MSE, gradient, SSIM) >= 0")
 
 
-class State(train_lib.TrainState):
+class State(TrainState):
   """TrainState + how to train, static so the jitted step specialises on it."""
   augment: str = flax.struct.field(pytree_node=False, default="none")
   loss_weights: tuple[float, ...] = flax.struct.field(pytree_node=False,
@@ -108,9 +105,7 @@ def _param_labels(params, finetune: bool):
   return {k: ("frozen" if k == "encoder" and not finetune else "train") for k in params}
 
 
-def create_state(config, rng, example_batch):
-  from jaxvad.models import convert_torch  # late: only when a checkpoint is given
-
+def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   frames = example_batch["frames"]
   t, h, w = frames.shape[1:4]
   if t < 2:
@@ -124,7 +119,7 @@ def create_state(config, rng, example_batch):
   init_rng, state_rng = jax.random.split(rng)
   variables = model.init(init_rng, encoder_input(inputs), train=False)
   params, batch_stats = variables["params"], variables["batch_stats"]
-  if config.model.pretrained:
+  if config.model.pretrained and load_pretrained:
     enc = {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}
     enc = convert_torch.load_torch_weights(enc, config.model.pretrained, arch="resnet18",
                                            include_fc=False)
@@ -163,9 +158,9 @@ def train_step(state, batch):
   x = encoder_input(inputs)
 
   def loss_fn(params):
-    pred, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, x,
-                                   train=True, mutable=["batch_stats"],
-                                   rngs={"dropout": dropout_rng})
+    (pred, _), updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+        mutable=["batch_stats"], rngs={"dropout": dropout_rng})
     loss, terms = prediction_loss(to_pixels(pred), target, weights=state.loss_weights)
     return loss, (terms, updates)
 
@@ -178,8 +173,9 @@ def predict(state, frames_uint8) -> Any:
   """The predicted last frame of each window, float32 `[B, H, W, C]` on the [0, 1] scale
   (unclipped)."""
   inputs, _ = _split(to_float(frames_uint8))
-  return to_pixels(state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                                  encoder_input(inputs), train=False))
+  pred, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                           encoder_input(inputs), train=False)
+  return to_pixels(pred)
 
 
 def score_step(state, batch):
@@ -187,3 +183,12 @@ def score_step(state, batch):
   pred = jnp.clip(predict(state, batch["frames"]), 0.0, 1.0)
   target = to_float(batch["frames"][:, -1])
   return {"psnr": scoring.psnr(pred, target)[:, None], "recon": pred[:, None]}
+
+
+SCORE = ScoreSpec(
+    terms=(ScoreTerm("psnr", "PSNR (dB) of the predicted frame", higher_is_anomalous=False),),
+    last_only=True, image="recon", image_kind="prediction", masked_score=masking.masked_psnr)
+
+METHOD = Method(name="predictive_ae", model_config=ModelConfig, create_state=create_state,
+                phases=(Phase("train", train_step),), score=lambda config: SCORE,
+                score_step=score_step, bench_config="predictive_ae_demo")

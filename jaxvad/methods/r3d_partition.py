@@ -7,9 +7,9 @@ DTW phase of every frame -> C partition classes with linear transitions of T_tra
 (eq. 3.2.2-3.2.3). The network learns where the periodic machine is; Eigen-CAM on its last
 conv layers (`cam_step`) then gives attention maps that `jaxvad.masking` turns into masks.
 
-This method does not score anomalies itself: its `score_step` reports the partition
-prediction, and `jaxvad.masking` / the paper-000 reproduction fuse its masks with the
-ConvLSTM autoencoder's reconstructions.
+This method does not score anomalies itself (`jaxvad eval` on its run says so): its `masker`
+gives a clip's background mask, which `jaxvad eval/score --mask-from` and the paper-000
+reproduction apply to a detector's score.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import optax
 
 import jaxvad_kernels
 from jaxvad import cam as cam_lib
-from jaxvad import losses
+from jaxvad import inference, losses, masking
 from jaxvad.errors import ConfigError, DataError
-from jaxvad.models import r3d
-
-NAME = "r3d_partition"
+from jaxvad.methods.base import Method, Phase, TrainState
+from jaxvad.models import convert_torch, r3d
 
 # torchvision's Kinetics-400 normalisation, so pretrained weights see what they were trained on.
 _MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32)
@@ -83,16 +82,18 @@ def training_targets(config, clips) -> dict:
   return {"labels": [s.astype(np.float32) for s in labels.smooth]}
 
 
-def create_state(config, rng, example_batch):
-  from jaxvad.models import convert_torch  # late: only when a checkpoint is given
-  from jaxvad.train import TrainState  # late: train imports methods
+def example_targets(config, shape, rng) -> dict:
+  """Random soft partition labels `[B, T, C]` (benchmarks)."""
+  return {"labels": rng.dirichlet(np.ones(config.model.num_classes), shape).astype(np.float32)}
 
+
+def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   pretrained = bool(config.model.pretrained)
   x = to_input(example_batch["frames"][:1], pretrained=pretrained)
   model = build_model(config)
   init_rng, state_rng = jax.random.split(rng)
   variables = model.init(init_rng, x, train=False)
-  if pretrained:
+  if pretrained and load_pretrained:
     variables = convert_torch.load_torch_weights(variables, config.model.pretrained,
                                                  include_fc=False)
   return TrainState.create(apply_fn=model.apply, params=variables["params"],
@@ -112,8 +113,9 @@ def train_step(state, batch):
   x = to_input(batch["frames"], pretrained=_pretrained(state))
 
   def loss_fn(params):
-    logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, x,
-                                     train=True, mutable=["batch_stats"])
+    (logits, _), updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+        mutable=["batch_stats"])
     return losses.soft_label_cross_entropy(logits, batch["labels"]), (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -125,10 +127,10 @@ def train_step(state, batch):
 def _forward(state, frames):
   x = to_input(frames, pretrained=_pretrained(state))
   return state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x,
-                        train=False, return_activations=True)
+                        train=False)
 
 
-def score_step(state, batch):
+def partition_step(state, batch):
   """Per-frame partition probabilities `[B, T, C]` (the model scores no anomalies)."""
   logits, _ = _forward(state, batch["frames"])
   return {"partition_probs": jax.nn.softmax(logits, axis=-1)}
@@ -143,5 +145,30 @@ def cam_step(state, batch):
     resolution (h = ceil(H / 16)); `jaxvad.masking` averages the chosen layers, thresholds,
     pools over time and resizes them to the frames.
   """
-  _, activations = _forward(state, batch["frames"])
-  return {"cams": jnp.stack([cam_lib.eigen_cam(a) for a in activations[-4:]], axis=2)}
+  _, aux = _forward(state, batch["frames"])
+  return {"cams": jnp.stack([cam_lib.eigen_cam(a) for a in aux["activations"][-4:]], axis=2)}
+
+
+def clip_cams(config, state, frames) -> np.ndarray:
+  """float32 `[T, 4, h, w]` Eigen-CAM maps of every frame of a clip (`cam_step`)."""
+  runner = inference.WindowRunner(cam_step, window=config.data.window,
+                                  batch_size=config.score.batch_size)
+  return runner.clip_outputs(state, frames, ["cams"])["cams"].astype(np.float32)
+
+
+def clip_mask(config, state, frames, *, setting: masking.MaskSetting = masking.MAIN_SETTING):
+  """float32 `[T, H, W]` background mask of a clip (paper 000 §3.1.2 with `setting`)."""
+  return masking.mask_from_layer_maps(clip_cams(config, state, frames), setting=setting,
+                                      frame_size=frames.shape[1:3])
+
+
+METHOD = Method(
+    name="r3d_partition", model_config=ModelConfig, create_state=create_state,
+    phases=(Phase("train", train_step),), score=None,
+    not_a_detector=("r3d_partition is paper 000's background masking model: it learns where "
+                    "the machine is, it does not score anomalies. Use its masks with a "
+                    "detector's run: `jaxvad eval --workdir DETECTOR_RUN --mask-from {workdir}` "
+                    "(or `jaxvad reproduce paper000`)"),
+    steps={"partition": partition_step, "cam": cam_step}, masker=clip_mask,
+    training_targets=training_targets, example_targets=example_targets,
+    bench_config="r3d_partition_demo")

@@ -97,14 +97,21 @@ class PredictiveAE(nn.Module):
 
   @nn.compact
   def __call__(self, frames, *, train: bool = False):
-    """frames: float `[B, T, H, W, 3]`, ImageNet-normalised; H, W divisible by 32.
+    """Predicts the next frame.
 
-    Returns float32 `[B, H, W, out_channels]`, the predicted next frame.
+    Args:
+      frames: float `[B, T, H, W, 3]`, ImageNet-normalised; H, W divisible by 32.
+      train: dropout and the decoder's batch norm in training mode (the encoder's too with
+        `finetune`); batch statistics update with `mutable=["batch_stats"]`.
+
+    Returns:
+      `(out, {})` (big_vision's `(out, aux)` convention, as every jaxvad model; no aux
+      outputs): out float32 `[B, H, W, out_channels]`, the predicted next frame.
     """
     if self.variant not in VARIANTS:
       raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
     b, t, h, w, c = frames.shape
-    feats = resnet.ResNet18(width=self.width, dtype=self.dtype, name="encoder")(
+    _, feats = resnet.ResNet18(width=self.width, dtype=self.dtype, name="encoder")(
         frames.reshape(b * t, h, w, c), train=train and self.finetune)
     if not self.finetune:
       feats = jax.tree_util.tree_map(jax.lax.stop_gradient, feats)
@@ -131,4 +138,4 @@ class PredictiveAE(nn.Module):
       if skip_after.get(i) in skips:
         x = jnp.concatenate([x, skips[skip_after[i]].astype(x.dtype)], axis=-1)
     out = up_conv(self.out_channels, dtype=self.dtype, name="out")(x)
-    return out.astype(jnp.float32)
+    return out.astype(jnp.float32), {}

@@ -34,8 +34,9 @@ Heads:
   Both heads name the Dense `fc` with kernel `[512·width, C]`, so a Kinetics fc loads into
   either; the clip logits are then the time average of the per-frame logits (fc is affine).
 
-Activations (for Eigen-CAM): `model.apply(v, x, train=False, return_activations=True)` returns
-`(logits, activations)`, `activations` a list of 17 channels-last arrays `[B, T', H', W', C']`
+Outputs (big_vision's `(out, aux)` convention, as every jaxvad model):
+`logits, aux = model.apply(v, x, train=False)` (`((logits, aux), updates)` with `mutable=`).
+`aux["activations"]` (for Eigen-CAM) is a list of 17 channels-last arrays `[B, T', H', W', C']`
 in forward order, named by `ACTIVATION_NAMES`: the outputs of torchvision's modules `stem`,
 `layerX.Y.conv1` (after BN + ReLU) and `layerX.Y.conv2` (after BN, before the residual add), the
 tensors a PyTorch forward hook on those modules sees. The paper's "last N convolutions"
@@ -70,7 +71,7 @@ BLOCKS_PER_STAGE = 2
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9     # Flax convention: torch's momentum 0.1 weights the new batch by 0.1
 
-# Names of the activations `return_activations=True` gives, in forward order (torchvision's
+# Names of the activations in `aux["activations"]`, in forward order (torchvision's
 # module names, so a hook-based PyTorch Eigen-CAM and this one mean the same layers).
 ACTIVATION_NAMES = ("stem",) + tuple(
     f"layer{s}.{b}.conv{k}" for s in range(1, 5) for b in range(BLOCKS_PER_STAGE)
@@ -172,19 +173,19 @@ class R3D18(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool, return_activations: bool = False):
+  def __call__(self, x, *, train: bool):
     """Runs the network.
 
     Args:
       x: float `[B, T, H, W, C]`, normalised by the caller.
       train: BN uses (and updates, with `mutable=["batch_stats"]`) batch statistics if True,
         the running averages if False.
-      return_activations: also return the conv-unit activations (see `ACTIVATION_NAMES`).
 
     Returns:
-      logits float32 `[B, T', num_classes]` (`[B, num_classes]` with `torchvision_head`), or
-      `(logits, activations)` with `return_activations`: a list of 17 `[B, T', H', W', C']`
-      arrays, in the order of `ACTIVATION_NAMES`.
+      `(logits, aux)`: logits float32 `[B, T', num_classes]` (`[B, num_classes]` with
+      `torchvision_head`); aux `{"activations": ...}`, the conv-unit activations, a list of 17
+      `[B, T', H', W', C']` arrays in the compute dtype, in the order of `ACTIVATION_NAMES`
+      (under jit, unused ones cost nothing).
     """
     feats = stage_features(self.width)
     t_stride = 2 if self.temporal_strides else 1
@@ -206,7 +207,7 @@ class R3D18(nn.Module):
     pooled = jnp.mean(x.astype(jnp.float32), axis=pool_axes)
     logits = nn.Dense(self.num_classes, kernel_init=_fc_init, bias_init=nn.initializers.zeros,
                       dtype=self.dtype, name="fc")(pooled).astype(jnp.float32)
-    return (logits, activations) if return_activations else logits
+    return logits, {"activations": activations}
 
 
 # torchvision's r3d_18 forward exactly (clip logits [B, 400]); the converter's parity target.

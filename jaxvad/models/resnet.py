@@ -19,9 +19,11 @@ default `nn.Linear` init for fc. Paddings are explicit, so every size maps as in
 H/4 .. H/32.
 
 Layout: input float `[N, H, W, 3]` channels last, RGB normalised by the caller (torchvision's
-ImageNet weights expect [0, 1] then `imagenet_normalize`). Outputs: a dict of the stage outputs
-`layer1`..`layer4` (`[N, H', W', C']`, what a forward hook on torchvision's `layerX` sees) and,
-with `num_classes`, `logits` `[N, num_classes]`.
+ImageNet weights expect [0, 1] then `imagenet_normalize`). Outputs follow big_vision's
+`(out, aux)` convention, as every jaxvad model: `out, aux = model.apply(v, x)` (`((out, aux),
+updates)` with `mutable=`), `out` the float32 logits `[N, num_classes]` with `num_classes`, else
+layer4's features, and `aux` the stage outputs `layer1`..`layer4` (`[N, H', W', C']`, what a
+forward hook on torchvision's `layerX` sees).
 
 Parameters: `params` / `batch_stats` trees named after torchvision's modules: `conv1`, `bn1`,
 `layer{1..4}_{0,1}` each with `conv1`, `bn1`, `conv2`, `bn2` (and `downsample` with `conv`, `bn`
@@ -135,13 +137,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-  """torchvision's resnet18 returning its stage outputs; see the module docstring.
+  """torchvision's resnet18: `(logits or layer4, stage outputs)`; see the module docstring.
 
   Attributes:
     width: channel multiplier; stages have `stage_features(width)` channels (1.0: 64..512,
       torchvision's; smaller widths are for fast tests).
     num_classes: None (default): backbone only, no avgpool / fc; else the fc's outputs (1000
-      for ImageNet) and `logits` in the output.
+      for ImageNet) and the logits as the main output.
     dtype: compute dtype (parameters and batch statistics stay float32; logits are float32).
   """
   width: float = 1.0
@@ -149,7 +151,7 @@ class ResNet18(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False) -> dict[str, jax.Array]:
+  def __call__(self, x, *, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Runs the network.
 
     Args:
@@ -158,28 +160,30 @@ class ResNet18(nn.Module):
         the running averages if False.
 
     Returns:
-      {"layer1": `[N, H/4, W/4, 64·width]`, ..., "layer4": `[N, H/32, W/32, 512·width]`} in the
-      compute dtype (sizes rounded up for H, W not divisible by 32), and with `num_classes`
-      "logits": float32 `[N, num_classes]`.
+      `(out, aux)`: out the logits, float32 `[N, num_classes]`, with `num_classes`, else
+      `aux["layer4"]`; aux {"layer1": `[N, H/4, W/4, 64·width]`, ..., "layer4":
+      `[N, H/32, W/32, 512·width]`}, the stage outputs in the compute dtype (sizes rounded up for
+      H, W not divisible by 32).
     """
     feats = stage_features(self.width)
     x = _conv(feats[0], 7, 2, self.dtype, "conv1")(x)
     x = nn.relu(_bn(train, self.dtype, "bn1")(x))
     # Flax pads max_pool with -inf (reduce_window's init value), as torch's MaxPool2d does.
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    outputs = {}
+    stages = {}
     for s, (name, f) in enumerate(zip(STAGE_NAMES, feats), start=1):
       for b in range(BLOCKS_PER_STAGE):
         stride = 2 if (s > 1 and b == 0) else 1
         x = BasicBlock(f, stride, self.dtype, name=f"{name}_{b}")(x, train)
-      outputs[name] = x
-    if self.num_classes is not None:
-      # Pool in float32: a mean over many bf16 values loses the low bits.
-      pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-      bound = 1.0 / math.sqrt(feats[-1])   # torch's nn.Linear bias init: U(±1/sqrt(fan_in))
-      outputs["logits"] = nn.Dense(
-          self.num_classes, kernel_init=_fc_kernel_init,
-          bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-              key, shape, dtype, -bound, bound),
-          dtype=self.dtype, name="fc")(pooled).astype(jnp.float32)
-    return outputs
+      stages[name] = x
+    if self.num_classes is None:
+      return x, stages
+    # Pool in float32: a mean over many bf16 values loses the low bits.
+    pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    bound = 1.0 / math.sqrt(feats[-1])   # torch's nn.Linear bias init: U(±1/sqrt(fan_in))
+    logits = nn.Dense(
+        self.num_classes, kernel_init=_fc_kernel_init,
+        bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+            key, shape, dtype, -bound, bound),
+        dtype=self.dtype, name="fc")(pooled).astype(jnp.float32)
+    return logits, stages

@@ -1,4 +1,4 @@
-"""Slow, loop-by-loop references for jaxvad.metrics, jaxvad.protocol and the ano_pred/MNAD code.
+"""Slow, loop-by-loop references for jaxvad.evaluation.metrics, jaxvad.evaluation.protocol and the ano_pred/MNAD code.
 
 Every function here restates a definition with plain Python loops (no sorting tricks, no
 scikit-learn), except `ano_pred_auc_eer`/`mnad_auc`, which transcribe the reference projects'

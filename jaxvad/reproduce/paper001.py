@@ -14,7 +14,7 @@ distractors: person, lighting drift, shadow, camera shake):
     findings: skiptwice predicts sharper frames but reacts more to motion; augmentation
     lowers false positives under lighting change).
 
-Each run also gets the usual report (`jaxvad.report`): score curves with the threshold and
+Each run also gets the usual report (`jaxvad.evaluation.report`): score curves with the threshold and
 detections (Fig. 4.3), the worst frames with prediction and error heat map (Fig. 4.1), ROC
 curves.
 """
@@ -30,11 +30,11 @@ import numpy as np
 
 from jaxvad import augment
 from jaxvad import config as config_lib
-from jaxvad import evaluate
-from jaxvad import protocol as protocol_lib
 from jaxvad import train as train_lib
 from jaxvad.data import datasets
 from jaxvad.errors import ConfigError
+from jaxvad.evaluation import evaluate, report
+from jaxvad.evaluation import protocol as protocol_lib
 from jaxvad.models.predictive_ae import VARIANTS
 
 SCENES = ("conveyor", "pickplace")
@@ -85,14 +85,11 @@ def run_one(scene: str, variant: str, aug: str, *, preset: str, workdir: pathlib
   train_lib.train(config, run_dir, resume=True, progress=train_progress)
   config, state = train_lib.load_trained(run_dir)
   clips = clips or {s: datasets.load_split(config.data, s) for s in ("val", "test")}
-  score_fn = evaluate.make_score_fn(config.method)
-  result = evaluate.evaluate_clips(config, state, clips["test"], val_clips=clips["val"],
-                                   score_fn=score_fn)
-  val_psnr = np.concatenate([
-      evaluate.score_clip(score_fn, state, c.frames, window=config.data.window,
-                          batch_size=config.score.batch_size) for c in clips["val"]])
+  result = evaluate.evaluate_clips(config, state, clips["test"], val_clips=clips["val"])
+  # The raw score of normal validation frames (PSNR: how sharp the predictions are).
+  val_raw = np.concatenate([v["raw"] for v in result["val"]]) if result["val"] else np.nan
   return {"config": config, "result": result, "summary": _summary(result),
-          "val_psnr": float(np.nanmean(val_psnr))}
+          "val_psnr": float(np.nanmean(val_raw))}
 
 
 def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, variants=VARIANTS,
@@ -168,7 +165,6 @@ def markdown_tables(results: dict) -> str:
 
 def write_results(out_dir: pathlib.Path, results: dict) -> None:
   """tables.md, tables.json and one report folder per run (`<scene>/<variant>_<aug>/`)."""
-  from jaxvad import report  # matplotlib only when writing
   out_dir.mkdir(parents=True, exist_ok=True)
   payload = {"preset": results["preset"], "scenes": {}}
   for scene, r in results["scenes"].items():

@@ -47,7 +47,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from jaxvad import metrics
+from jaxvad.evaluation import metrics
 from jaxvad.errors import ConfigError
 
 __all__ = ["ORDER", "NORMALISATIONS", "AUROC_MODES", "MACRO_SINGLE_CLASS", "Protocol", "Video",
@@ -145,16 +145,18 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     "jaxvad": Protocol(
         name="jaxvad",
-        description="-PSNR pooled raw over all videos, micro AUROC, nothing dropped: one score "
-                    "scale across videos, as a deployed detector with one threshold sees it."),
+        description="the raw score (oriented: higher = anomalous) pooled over all videos, "
+                    "micro AUROC, nothing dropped: one score scale across videos, as a deployed "
+                    "detector with one threshold sees it."),
     "ano_pred": Protocol(
         name="ano_pred", normalisation="per_video_minmax", drop_first=4,
-        description="per-video min-max of PSNR, first 4 frames dropped, micro AUROC (ano_pred / "
-                    "MNAD): comparable with published Ped2/Avenue/ShanghaiTech AUCs, but uses "
+        description="per-video min-max of the oriented score, first 4 frames dropped, micro "
+                    "AUROC (ano_pred / MNAD): comparable with published Ped2/Avenue/ShanghaiTech AUCs, but uses "
                     "each test video's own extremes."),
     "macro": Protocol(
         name="macro", auroc="macro",
-        description="-PSNR, mean of per-video AUROCs (single-class videos skipped): each video "
+        description="the oriented raw score, mean of per-video AUROCs (single-class videos "
+                    "skipped): each video "
                     "weighs the same and cross-video score offsets cannot matter."),
 }
 
@@ -260,7 +262,7 @@ def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None) -> dict:
     protocol: the protocol.
     videos: as for `apply_protocol`, every video labelled.
     threshold: optional decision threshold on the *processed* scores (a float, or a
-      `jaxvad.thresholds.Threshold` calibrated on validation scores processed by the same
+      `jaxvad.evaluation.thresholds.Threshold` calibrated on validation scores processed by the same
       protocol); adds confusion counts/rates and event counts at it.
 
   Returns:

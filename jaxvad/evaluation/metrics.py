@@ -3,7 +3,7 @@
 Conventions used throughout:
 
 * labels are bool, True = anomalous frame; scores are anomaly scores, higher = more anomalous
-  (flip a normality score such as PSNR before calling, or let `jaxvad.protocol` do it);
+  (flip a normality score such as PSNR before calling, or let `jaxvad.evaluation.protocol` do it);
 * a frame is *flagged* at threshold `t` when `score >= t` (the rule scikit-learn's `roc_curve`
   uses for its thresholds, so every ROC vertex is realised by one of its thresholds);
 * a metric that is undefined on the given frames (AUROC with one class only, a rate with a zero

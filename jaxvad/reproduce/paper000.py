@@ -27,34 +27,19 @@ from typing import Callable
 
 import numpy as np
 
-from jaxvad import cam as cam_lib
 from jaxvad import config as config_lib
-from jaxvad import evaluate, masking, metrics
-from jaxvad import protocol as protocol_lib
-from jaxvad import thresholds
+from jaxvad import masking
 from jaxvad import train as train_lib
 from jaxvad.data import datasets
 from jaxvad.errors import ConfigError
+from jaxvad.evaluation import evaluate, metrics, report
+from jaxvad.evaluation import protocol as protocol_lib
+from jaxvad.masking import MAIN_SETTING, MaskSetting
+from jaxvad.methods import r3d_partition
 
 SCENES = ("pickplace", "conveyor")
 ROW_NAMES = ("no mask", "ideal mask", "outside ideal mask", "learned mask")
 
-
-@dataclasses.dataclass(frozen=True)
-class MaskSetting:
-  """How attention maps become a mask: last `layers` convs, `threshold`, pooling `window`."""
-  layers: int
-  threshold: float
-  window: int
-
-  @property
-  def name(self) -> str:
-    return f"layers={self.layers} threshold={self.threshold:g} window={self.window}"
-
-
-# The learned-mask row: the last 4 convs (Table 4.5's best), threshold 0.1 (§4.5.2: "around
-# 0.1 is the most appropriate") and window 7 (§4.5.3: "within [5, 10]").
-MAIN_SETTING = MaskSetting(layers=4, threshold=0.1, window=7)
 # The ablations hold the other two parameters at the paper's fixed values.
 ABLATIONS = {
     "Table 4.5: layers for Eigen-CAM (threshold 0, window 1)":
@@ -82,96 +67,64 @@ class ClipOutputs:
   labels: np.ndarray            # bool [T]
   has_distractors: bool
   distracted: np.ndarray        # bool [T]: any distractor visible in the frame
-  frames: np.ndarray            # float32 [T, H, W, C] in [0, 1]
-  recon: np.ndarray             # float32 [T, H, W, C] in [0, 1]
+  frames: np.ndarray            # uint8 [T, H, W, C]
+  image: np.ndarray             # float32 [T, H, W, C]: the detector's reconstruction
   cams: np.ndarray              # float32 [T, 4, h, w]: Eigen-CAM of layer4's convs, last last
   ideal: np.ndarray             # bool [T, H, W]: the renderer's workspace mask
 
 
-def clip_outputs(clip, *, ae, masker) -> ClipOutputs:
+def clip_outputs(clip, *, scorer: evaluate.Scorer, masker) -> ClipOutputs:
   """Reconstructions and attention maps of every frame of a clip.
 
   Args:
     clip: a `datasets.Clip` with workspace masks.
-    ae: (config, state, jitted score_step) of the autoencoder.
-    masker: (config, state, jitted cam_step) of the masking model.
+    scorer: the autoencoder's `evaluate.Scorer`.
+    masker: (config, state) of the masking model.
   """
-  (ae_cfg, ae_state, ae_fn), (m_cfg, m_state, m_fn) = ae, masker
-  recon = evaluate.clip_outputs(ae_fn, ae_state, clip.frames, window=ae_cfg.data.window,
-                                batch_size=ae_cfg.score.batch_size, key="recon")
-  cams = evaluate.clip_outputs(m_fn, m_state, clip.frames, window=m_cfg.data.window,
-                               batch_size=m_cfg.score.batch_size, key="cams")
+  spec = scorer.spec
+  image = scorer.runner.clip_outputs(scorer.state, clip.frames, [spec.image])[spec.image]
+  m_config, m_state = masker
   return ClipOutputs(name=clip.name, labels=clip.labels.astype(bool),
                      has_distractors=bool(clip.meta.get("distractors")),
                      distracted=(np.zeros(len(clip.frames), bool) if clip.distractors is None
                                  else clip.distractors.any(axis=1)),
-                     frames=clip.frames.astype(np.float32) / 255.0,
-                     recon=np.clip(recon, 0.0, 1.0).astype(np.float32),
-                     cams=np.asarray(cams, np.float32), ideal=clip.workspace_mask)
+                     frames=clip.frames, image=np.asarray(image, np.float32),
+                     cams=r3d_partition.clip_cams(m_config, m_state, clip.frames), ideal=clip.workspace_mask)
 
 
 def learned_mask(cams: np.ndarray, setting: MaskSetting, frame_size) -> np.ndarray:
-  """float32 `[T, H, W]` mask of one clip from its per-layer maps `[T, 4, h, w]`.
-
-  Order as `masking.background_mask`: the last N maps averaged and min-max scaled per frame,
-  resized to the frame, thresholded, then pooled over time across the whole clip.
-  """
-  maps = cam_lib.combine_maps([cams[:, k] for k in range(4 - setting.layers, 4)],
-                              frame_size=frame_size)
-  mask = masking.threshold_mask(maps, threshold=setting.threshold)
-  return np.asarray(masking.temporal_pool(mask[None], window=setting.window)[0])
-
-
-def frame_psnr(out: ClipOutputs, mask: np.ndarray | None) -> tuple[np.ndarray, int]:
-  """PSNR of every frame inside the mask (None = whole frame), and how many frames had no
-  pixel left (given 100 dB, perfectly reconstructed: nothing left to flag). The protocol
-  turns PSNR into an anomaly score (higher = more anomalous)."""
-  psnr = np.asarray(masking.masked_scores(out.recon, out.frames, mask)["psnr"], np.float64)
-  empty = int(np.isnan(psnr).sum())
-  return np.nan_to_num(psnr, nan=100.0), empty
+  """float32 `[T, H, W]` mask of one clip from its per-layer maps (`masking.mask_from_layer_maps`)."""
+  return masking.mask_from_layer_maps(cams, setting=setting, frame_size=frame_size)
 
 
 # --------------------------------------------------------------------------- one table row
 
 
-def evaluate_row(val: list[ClipOutputs], test: list[ClipOutputs], mask_fn: Callable, *,
-                 proto: protocol_lib.Protocol, threshold_method: str, threshold_param: float
-                 ) -> dict:
-  """Threshold on validation, then counts and areas on the test clips, for one mask variant.
+def evaluate_row(scorer: evaluate.Scorer, val: list[ClipOutputs], test: list[ClipOutputs],
+                 mask_fn: Callable, *, proto: protocol_lib.Protocol, threshold_method: str,
+                 threshold_param: float) -> dict:
+  """One mask variant: the detector's score inside `mask_fn(clip)` (None = whole frame) of
+  every clip, evaluated by `evaluate.evaluate_scores` (threshold on validation only).
 
   Returns:
-    {"threshold", "empty_frames", "all": {...}, "with_distractors": {...},
-    "no_distractors": {...}} where each group has TP, FN, FP, TN, AUROC, AUPR, frames.
+    {"threshold", "empty_frames", and per group ("all", "with_distractors",
+    "no_distractors"): TP, FN, FP, TN, auroc, aupr, eer, event_auc, frames, clips}.
   """
-  empty = 0
+  scorer.empty_mask_frames = 0
 
-  def videos(outs):
-    nonlocal empty
-    vids = []
-    for o in outs:
-      psnr, n = frame_psnr(o, mask_fn(o))
-      empty += n
-      vids.append(protocol_lib.Video(o.name, psnr, o.labels))
-    return protocol_lib.apply_protocol(proto, vids)
+  def scored(outs):
+    return [evaluate.Scored(o.name, scorer.masked(o.image, o.frames, mask_fn(o)), o.labels,
+                            has_distractors=o.has_distractors) for o in outs]
 
-  val_videos, test_videos = videos(val), videos(test)
-  val_scores = np.concatenate([v.scores for v in val_videos])
-  val_labels = np.concatenate([v.labels for v in val_videos])
-  param = {config_lib.THRESHOLD_PARAMS[threshold_method]: threshold_param}
-  threshold = thresholds.calibrate(threshold_method, val_scores, val_labels=val_labels, **param)
-  row = {"threshold": threshold.to_dict(), "empty_frames": empty}
-  groups = {"all": range(len(test)),
-            "with_distractors": [i for i, o in enumerate(test) if o.has_distractors],
-            "no_distractors": [i for i, o in enumerate(test) if not o.has_distractors]}
-  for name, members in groups.items():
-    if not len(members):
-      continue
-    labels = np.concatenate([test_videos[i].labels for i in members])
-    scores = np.concatenate([test_videos[i].scores for i in members])
-    counts = metrics.confusion_counts(labels, scores, threshold.value)
-    row[name] = {**counts, "auroc": metrics.frame_auroc(labels, scores),
-                 "aupr": metrics.frame_aupr(labels, scores), "frames": int(labels.size),
-                 "clips": len(members)}
+  result = evaluate.evaluate_scores(scored(test), val=scored(val), protocol=proto,
+                                    threshold=threshold_method,
+                                    threshold_param=threshold_param)
+  row = {"threshold": result["threshold"], "empty_frames": scorer.empty_mask_frames}
+  for name, m in result["metrics"].items():
+    c = m["confusion"]
+    row[name] = {"TP": c["TP"], "FN": c["FN"], "FP": c["FP"], "TN": c["TN"],
+                 "auroc": m["auroc"], "aupr": m["aupr"], "eer": m["eer"],
+                 "event_auc": m["events"]["auc"], "frames": m["frames"], "clips": m["clips"]}
   return row
 
 
@@ -220,10 +173,9 @@ def _load_configs(preset: str, scene: str, ae_overrides, masker_overrides):
   return ae_cfg, m_cfg
 
 
-def _trained(config, workdir: pathlib.Path, *, step: str, progress: bool):
+def _trained(config, workdir: pathlib.Path, *, progress: bool):
   train_lib.train(config, workdir, resume=True, progress=progress)
-  config, state = train_lib.load_trained(workdir)
-  return config, state, evaluate.make_score_fn(config.method, step=step)
+  return train_lib.load_trained(workdir)
 
 
 def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, ae_overrides=(),
@@ -231,39 +183,39 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, ae_overrides=()
               train_progress: bool = True) -> dict:
   """Trains (or reuses) both models of one scene and computes every table row."""
   ae_cfg, m_cfg = _load_configs(preset, scene, ae_overrides, masker_overrides)
+  if ae_cfg.score.threshold == "none":
+    raise ConfigError("the tables need a threshold: set score.threshold in the autoencoder "
+                      "config (calibrated on validation data only)")
   datasets.ensure_benchmark(ae_cfg.data, progress=train_progress)
-  ae = _trained(ae_cfg, workdir / scene / "ae", step="score_step", progress=train_progress)
-  masker = _trained(m_cfg, workdir / scene / "masker", step="cam_step",
-                    progress=train_progress)
+  ae_cfg, ae_state = _trained(ae_cfg, workdir / scene / "ae", progress=train_progress)
+  masker = _trained(m_cfg, workdir / scene / "masker", progress=train_progress)
+  scorer = evaluate.Scorer(ae_cfg, ae_state)
   wrap = progress or (lambda xs, desc: xs)
-  outs = {split: [clip_outputs(c, ae=ae, masker=masker)
+  outs = {split: [clip_outputs(c, scorer=scorer, masker=masker)
                   for c in wrap(datasets.load_split(ae_cfg.data, split), f"{scene} {split}")]
           for split in ("val", "test")}
   frame_size = outs["test"][0].frames.shape[1:3]
-  proto = evaluate.protocol_for(ae[0])
-  kw = {"proto": proto, "threshold_method": ae[0].score.threshold,
-        "threshold_param": ae[0].score.threshold_param}
-  if ae[0].score.threshold == "none":
-    raise ConfigError("the tables need a threshold: set score.threshold in the autoencoder "
-                      "config (calibrated on validation data only)")
+  proto = evaluate.protocol_for(ae_cfg, scorer.spec)
+  kw = {"proto": proto, "threshold_method": ae_cfg.score.threshold,
+        "threshold_param": ae_cfg.score.threshold_param}
+
+  def row(mask_fn):
+    return evaluate_row(scorer, outs["val"], outs["test"], mask_fn, **kw)
 
   def learned(setting):
     return lambda o: learned_mask(o.cams, setting, frame_size)
 
-  rows = {"no mask": evaluate_row(outs["val"], outs["test"], lambda o: None, **kw),
-          "ideal mask": evaluate_row(outs["val"], outs["test"],
-                                     lambda o: o.ideal.astype(np.float32), **kw),
-          "outside ideal mask": evaluate_row(outs["val"], outs["test"],
-                                             lambda o: (~o.ideal).astype(np.float32), **kw),
-          "learned mask": evaluate_row(outs["val"], outs["test"], learned(MAIN_SETTING), **kw)}
+  rows = {"no mask": row(lambda o: None),
+          "ideal mask": row(lambda o: o.ideal.astype(np.float32)),
+          "outside ideal mask": row(lambda o: (~o.ideal).astype(np.float32)),
+          "learned mask": row(learned(MAIN_SETTING))}
   rows["learned mask"]["setting"] = dataclasses.asdict(MAIN_SETTING)
-  ablations = {title: {s.name: evaluate_row(outs["val"], outs["test"], learned(s), **kw)
-                       for s in settings}
+  ablations = {title: {s.name: row(learned(s)) for s in settings}
                for title, settings in ABLATIONS.items()}
   return {"rows": rows, "ablations": ablations, "protocol": proto.to_dict(),
           "overlap": distractor_overlap(outs["test"]),
-          "configs": {"ae": ae[0].to_dict(), "masker": m_cfg.to_dict()},
-          "outputs": outs}
+          "configs": {"ae": ae_cfg.to_dict(), "masker": masker[0].to_dict()},
+          "outputs": outs, "scorer": scorer}
 
 
 def distractor_overlap(test: list[ClipOutputs]) -> dict:
@@ -291,10 +243,9 @@ def target_check(row_none: dict, row_learned: dict) -> dict:
 
 def write_results(out_dir: pathlib.Path, results: dict) -> None:
   """tables.md, tables.json and figures (mask overlays, score curves) into out_dir."""
-  from jaxvad import report  # matplotlib only when writing
   out_dir.mkdir(parents=True, exist_ok=True)
   payload = {"preset": results["preset"], "scenes": {
-      scene: {k: v for k, v in r.items() if k != "outputs"}
+      scene: {k: v for k, v in r.items() if k not in ("outputs", "scorer")}
       for scene, r in results["scenes"].items()}}
   for scene, r in payload["scenes"].items():
     r["target"] = target_check(r["rows"]["no mask"], r["rows"]["learned mask"])
@@ -321,17 +272,22 @@ def write_results(out_dir: pathlib.Path, results: dict) -> None:
 def _figures(out_dir: pathlib.Path, scene_result: dict) -> None:
   """masks.png (frame | ideal mask | learned mask, as 000 Fig. 4.3) for the highest-scoring
   frame of each distractor test clip, and scores.png (no mask vs learned mask per clip)."""
-  from jaxvad import report  # matplotlib only when writing
   plt = report.plt
 
   out_dir.mkdir(parents=True, exist_ok=True)
-  test = scene_result["outputs"]["test"]
+  test, scorer = scene_result["outputs"]["test"], scene_result["scorer"]
+  spec = scorer.spec
+
+  def anomaly(o, mask):   # the detector's score inside the mask, higher = more anomalous
+    raw = scorer.masked(o.image, o.frames, mask)
+    return raw if spec.higher_is_anomalous else -raw
+
   shown = [o for o in test if o.has_distractors][:4] or test[:4]
   fig, axes = plt.subplots(len(shown), 3, figsize=(7.5, 2.5 * len(shown)), squeeze=False,
                            layout="constrained")
   for row, o in zip(axes, shown):
-    t = int(np.argmin(frame_psnr(o, None)[0]))
-    frame = o.frames[t].mean(-1)
+    t = int(np.nanargmax(anomaly(o, None)))
+    frame = o.frames[t].mean(-1) / 255.0
     mask = learned_mask(o.cams, MAIN_SETTING, o.frames.shape[1:3])[t]
     row[0].imshow(frame, cmap="gray", vmin=0, vmax=1)
     row[0].set_title(f"{o.name} frame {t}", fontsize=8)
@@ -354,10 +310,11 @@ def _figures(out_dir: pathlib.Path, scene_result: dict) -> None:
     for label, mask in (("no mask", None),
                         ("learned mask", learned_mask(o.cams, MAIN_SETTING,
                                                       o.frames.shape[1:3]))):
-      scores = -frame_psnr(o, mask)[0]
-      ax.plot((scores - scores.mean()) / (scores.std() + 1e-9), lw=1, label=label)
+      scores = anomaly(o, mask)
+      ax.plot((scores - np.nanmean(scores)) / (np.nanstd(scores) + 1e-9), lw=1, label=label)
     ax.set_title(f"{o.name}{' (distractors)' if o.has_distractors else ''}", fontsize=8)
     ax.tick_params(labelsize=7)
   axes[0, 0].legend(fontsize=7, loc="upper right")
-  fig.suptitle("standardised -PSNR per frame; red: anomalous frames", fontsize=9)
+  fig.suptitle(f"standardised anomaly score per frame ({spec.description}); red: anomalous "
+               "frames", fontsize=9)
   report.write_atomic(out_dir / "scores.png", report.png_bytes(fig))

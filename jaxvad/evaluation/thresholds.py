@@ -1,8 +1,8 @@
 """Decision thresholds on anomaly scores, calibrated on validation data only.
 
 All thresholds live on the anomaly-score scale (higher = more anomalous) and flag a frame when
-`score >= value` (as `jaxvad.metrics.confusion_counts`). Calibrate on validation scores processed
-by the same protocol as the test scores (`jaxvad.protocol.apply_protocol`), never on test data.
+`score >= value` (as `jaxvad.evaluation.metrics.confusion_counts`). Calibrate on validation scores processed
+by the same protocol as the test scores (`jaxvad.evaluation.protocol.apply_protocol`), never on test data.
 
 Paper 001 works on PSNR, a normality score, and flags frames whose (smoothed) PSNR is *below*
 its threshold; with the anomaly score s = -PSNR its rules become:
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvad import metrics
+from jaxvad.evaluation import metrics
 from jaxvad.errors import ConfigError
 
 __all__ = ["Threshold", "mean_k_std", "margin_from_worst", "target_false_alarm_rate",

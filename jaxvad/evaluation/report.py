@@ -3,11 +3,13 @@
 `write_report` takes the dict of `evaluate.evaluate_clips` and writes, into one folder:
   metrics.json        protocol, threshold, metrics per group of clips (+ run info)
   per_video.csv       one row per clip: frames, anomalous frames, AUROC, AUPR, EER, peak score
-  scores.csv          one row per frame: label, PSNR, processed score, flag, distractor flags
+  scores.csv          one row per frame: label, the method's raw score, processed score, flag,
+                      distractor flags
   plots/<clip>.png    score curve, ground truth shaded, threshold line, detections (001 Fig. 4.3)
   overview.png        all score curves on one page
   roc.png             frame and event ("case-by-case", 001 §4.1) ROC curves
-  worst_frames.png    frame | reconstruction | error heat map of the worst frames (001 Fig. 4.1)
+  worst_frames.png    frame | reconstruction or prediction | error heat map of the worst frames
+                      (001 Fig. 4.1), for methods whose score declares an image
   report.html         all of the above in one file (images embedded), opens without a server
 Every file is written to a temporary name and renamed, so a crash never leaves half a file.
 """
@@ -29,9 +31,9 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxvad import metrics  # noqa: E402
+from jaxvad.evaluation import metrics  # noqa: E402
 from jaxvad.data.synth import DISTRACTORS  # noqa: E402
-from jaxvad.protocol import json_safe  # noqa: E402
+from jaxvad.evaluation.protocol import json_safe  # noqa: E402
 
 
 def write_atomic(path: pathlib.Path, data: str | bytes) -> None:
@@ -102,12 +104,9 @@ def _valid(clip: dict) -> np.ndarray:
 def _roc_png(result: dict) -> bytes:
   """Frame ROC per group of clips, and the event ROC of all clips."""
   fig, (ax_f, ax_e) = plt.subplots(1, 2, figsize=(9, 4), layout="constrained")
-  groups = {"all": result["clips"],
-            "no_distractors": [c for c in result["clips"] if not c["has_distractors"]],
-            "with_distractors": [c for c in result["clips"] if c["has_distractors"]]}
-  for name, clips in groups.items():
-    if name not in result["metrics"]:
-      continue
+  by_name = {c["name"]: c for c in result["clips"]}
+  for name, members in result["groups"].items():
+    clips = [by_name[n] for n in members]
     labels = np.concatenate([c["labels"][_valid(c)] for c in clips])
     scores = np.concatenate([c["score"][_valid(c)] for c in clips])
     if labels.all() or not labels.any():
@@ -131,13 +130,14 @@ def _roc_png(result: dict) -> bytes:
 
 
 def _worst_frames_png(worst: list[dict]) -> bytes:
-  """One row per frame: the frame, the reconstruction, the squared error over the frame."""
+  """One row per frame: the frame, the model's image, and its per-pixel anomaly map (the
+  squared error of the image unless the method declares a map of its own)."""
   fig, axes = plt.subplots(len(worst), 3, figsize=(7.5, 2.6 * len(worst)),
                            layout="constrained", squeeze=False)
   for row, w in zip(axes, worst):
     frame = w["frame_image"].astype(np.float32) / 255.0
-    recon = w["recon"]
-    error = ((frame - recon) ** 2).mean(axis=-1)
+    recon = w["image"]
+    error = w["pixel_map"] if "pixel_map" in w else ((frame - recon) ** 2).mean(axis=-1)
     gray = frame.mean(axis=-1)
     kw = {"cmap": "gray", "vmin": 0, "vmax": 1}
     row[0].imshow(gray if frame.shape[-1] == 1 else frame, **kw)
@@ -148,7 +148,8 @@ def _worst_frames_png(worst: list[dict]) -> bytes:
     truth = "anomalous" if w["label"] else "normal"
     row[0].set_title(f"{w['clip']} frame {w['frame']} ({truth})", fontsize=8)
     row[1].set_title(w.get("model_output", "reconstruction"), fontsize=8)
-    row[2].set_title(f"squared error (score {w['score']:.3g})", fontsize=8)
+    what = "anomaly map" if "pixel_map" in w else "squared error"
+    row[2].set_title(f"{what} (score {w['score']:.3g})", fontsize=8)
     for ax in row:
       ax.set_xticks([])
       ax.set_yticks([])
@@ -183,15 +184,17 @@ def _csv(rows: list[list]) -> str:
   return buf.getvalue()
 
 
-def _scores_csv(clips: list[dict]) -> str:
-  rows = [["clip", "frame", "label", "psnr", "score", "flagged", *DISTRACTORS]]
+def _scores_csv(clips: list[dict], raw_name: str) -> str:
+  rows = [["clip", "frame", "label", raw_name, "score", "flagged", *DISTRACTORS]]
   for clip in clips:
     flags = clip.get("distractors")
     for t in range(len(clip["score"])):
       score = clip["score"][t]
       flagged = "" if clip["flags"] is None or not math.isfinite(score) else int(clip["flags"][t])
       row_flags = [int(f) for f in flags[t]] if flags is not None else [""] * len(DISTRACTORS)
-      rows.append([clip["name"], t, int(clip["labels"][t]), f"{clip['psnr'][t]:.4f}",
+      raw = clip["raw"][t]
+      rows.append([clip["name"], t, int(clip["labels"][t]),
+                   f"{raw:.4f}" if math.isfinite(raw) else "",
                    f"{score:.4f}" if math.isfinite(score) else "", flagged, *row_flags])
   return _csv(rows)
 
@@ -259,6 +262,11 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
   else:
     thr = "<p>No threshold (no validation clips, or <code>score.threshold = none</code>).</p>"
   notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in groups["all"]["notes"])
+  mask = ""
+  if result.get("mask"):
+    mask = (f"<p>Scored inside the background masks of a <code>"
+            f"{html.escape(result['mask']['method'])}</code> run (paper 000 §3.1.3): "
+            f"{html.escape(json.dumps(json_safe(result['mask'])))}.</p>")
   proto_rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>"
                        for k, v in proto.items())
   run = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(json.dumps(json_safe(v)))}</dd>"
@@ -269,8 +277,9 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
   ]
   if "worst_frames.png" in images:
     sections += ["<h2>Worst frames</h2>",
-                 "<p>The highest-scoring frame of the highest-scoring clips, its reconstruction "
-                 "and the squared error.</p>",
+                 "<p>The highest-scoring frame of the highest-scoring clips, the model's "
+                 f"{html.escape(result['worst_frames'][0]['model_output'])} and where it "
+                 "differs.</p>",
                  _img(images["worst_frames.png"], "worst frames with error heat maps")]
   return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>jaxvad report</title>
@@ -279,7 +288,7 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
 <h2>Metrics</h2>
 {_table(["clips", "count", "frames", "anomalous", "AUROC", "AUPR", "EER", "event AUC",
          "TP", "FN", "FP", "TN"], summary_rows)}
-{thr}{notes}
+{thr}{mask}{notes}
 <h2>Protocol</h2><dl>{proto_rows}</dl>
 {"".join(sections)}
 <h2>Per clip</h2>
@@ -308,9 +317,11 @@ def write_report(out_dir: str | os.PathLike, result: dict, *,
   (out / "plots").mkdir(parents=True, exist_ok=True)
   extra = extra or {}
   payload = {"protocol": result["protocol"], "threshold": result["threshold"],
-             "metrics": result["metrics"], **extra}
+             "metrics": result["metrics"], "score": result.get("score_spec"),
+             "mask": result.get("mask"), **extra}
   write_atomic(out / "metrics.json", json.dumps(json_safe(payload), indent=2) + "\n")
-  write_atomic(out / "scores.csv", _scores_csv(result["clips"]))
+  raw_name = (result.get("score_spec") or {}).get("name", "raw")
+  write_atomic(out / "scores.csv", _scores_csv(result["clips"], raw_name))
   write_atomic(out / "per_video.csv", _per_video_csv(result))
 
   threshold = result["threshold"]["value"] if result["threshold"] else None

@@ -1,0 +1,197 @@
+"""The method contract: what a paper pipeline declares, and the state it trains.
+
+A method is a model file (`jaxvad/models/`), a method file (`jaxvad/methods/<name>.py`) that
+ends with `METHOD = Method(...)`, a config in `configs/` and a line in the registry
+(`jaxvad/methods/__init__.py`). The trainer, evaluation, `jaxvad score`, the reports, the
+reproductions and bench/ read only this declaration: none of them names a model or a score.
+
+This module sits low in the import graph (it imports flax, jax and nothing of jaxvad), so every
+method and every consumer can import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+from flax.training import train_state
+
+__all__ = ["TrainState", "ScoreTerm", "ScoreSpec", "Phase", "Method"]
+
+
+class TrainState(train_state.TrainState):
+  """One network's parameters and optimizer state, a base RNG key and (for models with batch
+  norm) its statistics. A method with several networks nests several of these in a state of its
+  own (any pytree with `step` and `rng`; see `tests/tiny_method.py`)."""
+  rng: jax.Array
+  batch_stats: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreTerm:
+  """One per-frame output of a method's `score_step` that enters the anomaly score.
+
+  Attributes:
+    name: its key in the `score_step` output: float `[B, T]` (`[B, 1]` for a frame predictor).
+    description: what the number is, with its unit (goes into every result file).
+    higher_is_anomalous: False for normality scores such as PSNR (evaluation negates them).
+    weight: its weight when several terms are combined.
+  """
+  name: str
+  description: str
+  higher_is_anomalous: bool
+  weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSpec:
+  """What a detector's `score_step` returns and how it becomes one raw score per frame.
+
+  One term is the raw score as it is. Several terms are combined per video: each is oriented
+  (higher = anomalous), z-scored over the video's scored frames, and summed with its weight
+  (paper 004's four-term score); the combination is then higher = anomalous.
+
+  Attributes:
+    terms: the score terms (at least one).
+    last_only: a frame predictor: `score_step` returns outputs for each window's last frame
+      only (`[B, 1, ...]`), so evaluation slides windows with stride 1 and the first
+      `window - 1` frames of a clip have no score (`unscored_first`).
+    image: key of the output frame `[B, T|1, H, W, C]` in [0, 1] that the report shows next to
+      the input with its error heat map (None: no image).
+    image_kind: what that image is ("reconstruction" or "prediction").
+    pixel_map: key of a per-pixel anomaly map `[B, T|1, H, W]` the report shows instead of the
+      squared error (None: squared error of `image`).
+    masked_score: `(image, frames, mask) -> [N]` the single term recomputed from images
+      `[N, H, W, C]` and target frames in [0, 1] inside float masks `[N, H, W]` (NaN where a
+      mask is empty). None: the method cannot score inside a background mask (`--mask-from`).
+  """
+  terms: tuple[ScoreTerm, ...]
+  last_only: bool = False
+  image: str | None = None
+  image_kind: str = "reconstruction"
+  pixel_map: str | None = None
+  masked_score: Callable | None = None
+
+  def __post_init__(self):
+    if not self.terms:
+      raise ValueError("a ScoreSpec needs at least one term")
+    if self.masked_score is not None and (len(self.terms) != 1 or self.image is None):
+      raise ValueError("masked_score needs exactly one term and an image output")
+
+  @property
+  def combined(self) -> bool:
+    return len(self.terms) > 1
+
+  @property
+  def name(self) -> str:
+    """Name of the raw score: the term's, or "combined"."""
+    return "combined" if self.combined else self.terms[0].name
+
+  @property
+  def description(self) -> str:
+    if not self.combined:
+      return self.terms[0].description
+    parts = ", ".join(f"{t.weight:g}·{t.name}" for t in self.terms)
+    return f"weighted sum of per-video z-scored terms ({parts}), higher = anomalous"
+
+  @property
+  def higher_is_anomalous(self) -> bool:
+    return True if self.combined else self.terms[0].higher_is_anomalous
+
+  def unscored_first(self, window: int) -> int:
+    """Frames at the start of every clip without a score."""
+    return window - 1 if self.last_only else 0
+
+  def to_dict(self) -> dict:
+    return {"name": self.name, "description": self.description,
+            "higher_is_anomalous": self.higher_is_anomalous, "last_only": self.last_only,
+            "terms": [dataclasses.asdict(t) for t in self.terms]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One stage of training: its own pure step, run until global step `until(config)`.
+
+  Attributes:
+    name: shown in the progress bar and the training log.
+    train_step: `(state, batch) -> (state, metrics)`, jitted once by the trainer, state
+      donated.
+    until: `config -> int`, the last global step of this phase (steps count from 1); None
+      for the last phase, which runs to `train.steps`. Take it from the model config, not
+      from `train.steps`: a resumed run may raise `train.steps`, and the boundary must not
+      move under a checkpoint.
+  """
+  name: str
+  train_step: Callable
+  until: Callable[[Any], int] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A paper pipeline as the rest of jaxvad sees it.
+
+  Attributes:
+    name: the `method` key of configs.
+    model_config: frozen dataclass, the schema of the config's `model` table (with `validate`).
+    create_state: `(config, rng, example_batch, *, load_pretrained=True) -> state`. The state
+      is a pytree with `step` and `rng` (a `TrainState`, or several nested in one). With
+      `load_pretrained=False` no weight file is read: the run's checkpoint provides every
+      parameter, so a run folder scores without the files it was trained from.
+    phases: the training phases, in order (one for most methods).
+    score: `config -> ScoreSpec`; None for a model that does not detect anomalies.
+    score_step: `(state, {"frames": uint8 [B, T, H, W, C]}) -> {name: array}`, pure.
+    not_a_detector: for `score=None`: one line saying what the model is for and what to run.
+    steps: further pure per-window steps by name (e.g. "cam": Eigen-CAM maps).
+    masker: `(config, state, frames uint8 [T, H, W, C]) -> float32 [T, H, W]` background mask
+      of a clip, for a model whose masks a detector's score can be restricted to.
+    training_targets: `(config, clips) -> {name: [per-clip array [T_i, ...]]}`, per-frame
+      targets computed once from the training clips; batches carry them as `batch[name]`.
+    example_targets: `(config, (B, T), numpy Generator) -> {name: array [B, T, ...]}`, random
+      targets of the right shapes (benchmarks).
+    fit: `(config, state, clips) -> state`, run once after the last gradient step and before
+      the final checkpoint (e.g. a density over features); `clips` are the uint8 training clips.
+    bench_config: the shipped config bench/ times this method with.
+  """
+  name: str
+  model_config: type
+  create_state: Callable
+  phases: tuple[Phase, ...]
+  score: Callable[[Any], ScoreSpec] | None = None
+  score_step: Callable | None = None
+  not_a_detector: str = ""
+  steps: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
+  masker: Callable | None = None
+  training_targets: Callable | None = None
+  example_targets: Callable | None = None
+  fit: Callable | None = None
+  bench_config: str = ""
+
+  def __post_init__(self):
+    if not self.phases:
+      raise ValueError(f"method {self.name}: at least one training phase")
+    if self.score is None and not self.not_a_detector:
+      raise ValueError(f"method {self.name}: a model without a score says what it is for "
+                       "(not_a_detector)")
+    if self.score is not None and self.score_step is None:
+      raise ValueError(f"method {self.name}: a score needs a score_step")
+
+  @property
+  def train_step(self) -> Callable:
+    """The first phase's step (the only one of single-phase methods)."""
+    return self.phases[0].train_step
+
+  @property
+  def is_detector(self) -> bool:
+    return self.score is not None
+
+  def phase_bounds(self, config) -> list[tuple[Phase, int, int]]:
+    """`(phase, first step, last step)` of every phase; global steps count from 1."""
+    bounds, start = [], 0
+    for i, phase in enumerate(self.phases):
+      last = i == len(self.phases) - 1
+      end = config.train.steps if last or phase.until is None else min(
+          int(phase.until(config)), config.train.steps)
+      bounds.append((phase, start + 1, end))
+      start = max(start, end)
+    return bounds
