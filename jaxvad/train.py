@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import SingleDeviceSharding
 from tqdm.auto import tqdm
 
 import jaxvad
@@ -41,6 +42,14 @@ CHECKPOINT_DIR = "checkpoints"
 def checkpoint_manager(workdir: pathlib.Path, *, keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options)
+
+
+def abstract_state(method, config, example_batch, sharding):
+  """The shapes, dtypes and structure of `method`'s state, placed with `sharding`, without
+  computing (or reading) a single parameter: what a restore fills in."""
+  shapes = jax.eval_shape(lambda: method.create_state(config, jax.random.PRNGKey(0),
+                                                      example_batch, load_pretrained=False))
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def restore_state(manager: ocp.CheckpointManager, like_state, step: int | None = None):
@@ -144,10 +153,10 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
       raise ConfigError(f"cannot resume {workdir}: its config differs in {'; '.join(diffs)}")
   rng = jax.random.PRNGKey(cfg.seed)
   example = dataset[0]
-  state = method.create_state(config, rng, example)
-  state = jax.device_put(state, replicated(mesh))
-  if manager.latest_step() is not None:
-    state = restore_state(manager, state)
+  if manager.latest_step() is None:
+    state = jax.device_put(method.create_state(config, rng, example), replicated(mesh))
+  else:   # every leaf comes from the checkpoint: build the structure only
+    state = restore_state(manager, abstract_state(method, config, example, replicated(mesh)))
   write_json_atomic(config_path, config_json)
   # What scoring new footage needs beyond the config, so the run works without its data.
   write_json_atomic(workdir / RUN_FILE, {"frame_shape": list(example["frames"].shape[2:]),
@@ -230,7 +239,7 @@ def load_trained(workdir: str | os.PathLike, *, step: int | None = None):
     example = {"frames": np.zeros((1, config.data.window) + run_frame_shape(workdir, config),
                                   np.uint8)}
     # Every parameter comes from the checkpoint: no pretrained weight file is read again.
-    like = method.create_state(config, jax.random.PRNGKey(0), example, load_pretrained=False)
+    like = abstract_state(method, config, example, SingleDeviceSharding(jax.devices()[0]))
     state = restore_state(manager, like, step)
   finally:
     manager.close()

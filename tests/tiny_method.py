@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from jaxvad.errors import ConfigError
-from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState
+from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
 
 NAME = "tiny_test"
 
@@ -71,7 +71,7 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   nets = {}
   for key, (name, out) in zip(keys, (("generator", c), ("critic", 1), ("refiner", c))):
     model = Conv(config.model.features, out)
-    nets[name] = TrainState.create(apply_fn=model.apply, params=model.init(key, x)["params"],
+    nets[name] = TrainState.create(apply_fn=model.apply, params=init_variables(model, key, x)["params"],
                                    tx=optax.adam(config.train.learning_rate), rng=key)
   return State(step=jnp.zeros((), jnp.int32), rng=keys[3], error_stats=jnp.zeros(2), **nets)
 

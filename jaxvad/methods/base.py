@@ -12,12 +12,23 @@ method and every consumer can import it.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from typing import Any, Callable, Mapping
 
 import jax
 from flax.training import train_state
 
-__all__ = ["TrainState", "ScoreTerm", "ScoreSpec", "Phase", "Method"]
+__all__ = ["TrainState", "ScoreTerm", "ScoreSpec", "Phase", "Method", "init_variables"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init_variables(model, rng, x):
+  """`model.init(rng, x)` (with `train=False` for models that take it), compiled once per model
+  and input shape: run op by op, a ResNet's init compiles hundreds of small programs."""
+  if "train" in inspect.signature(model.__call__).parameters:
+    return model.init(rng, x, train=False)
+  return model.init(rng, x)
 
 
 class TrainState(train_state.TrainState):

@@ -11,7 +11,7 @@ import optax
 
 from jaxvad import masking, scoring
 from jaxvad.errors import ConfigError
-from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState
+from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
 from jaxvad.models.convlstm import ConvLSTMAutoencoder
 
 
@@ -58,7 +58,7 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
                       f"H and W must be divisible by {factor}; set data.size or fewer features")
   model = build_model(config)
   init_rng, state_rng = jax.random.split(rng)
-  params = model.init(init_rng, to_float(frames[:1]))["params"]
+  params = init_variables(model, init_rng, to_float(frames[:1]))["params"]
   return TrainState.create(apply_fn=model.apply, params=params,
                            tx=optax.adam(config.train.learning_rate), rng=state_rng)
 

@@ -29,7 +29,7 @@ import optax
 
 from jaxvad import augment, losses, masking, scoring
 from jaxvad.errors import ConfigError
-from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState
+from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
 from jaxvad.models import convert_torch, predictive_ae, resnet
 
 
@@ -117,7 +117,7 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   inputs, _ = _split(to_float(frames[:1]))
   model = build_model(config)
   init_rng, state_rng = jax.random.split(rng)
-  variables = model.init(init_rng, encoder_input(inputs), train=False)
+  variables = init_variables(model, init_rng, encoder_input(inputs))
   params, batch_stats = variables["params"], variables["batch_stats"]
   if config.model.pretrained and load_pretrained:
     enc = {"params": params["encoder"], "batch_stats": batch_stats["encoder"]}

@@ -25,7 +25,7 @@ import jaxvad_kernels
 from jaxvad import cam as cam_lib
 from jaxvad import inference, losses, masking
 from jaxvad.errors import ConfigError, DataError
-from jaxvad.methods.base import Method, Phase, TrainState
+from jaxvad.methods.base import Method, Phase, TrainState, init_variables
 from jaxvad.models import convert_torch, r3d
 
 # torchvision's Kinetics-400 normalisation, so pretrained weights see what they were trained on.
@@ -92,7 +92,7 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   x = to_input(example_batch["frames"][:1], pretrained=pretrained)
   model = build_model(config)
   init_rng, state_rng = jax.random.split(rng)
-  variables = model.init(init_rng, x, train=False)
+  variables = init_variables(model, init_rng, x)
   if pretrained and load_pretrained:
     variables = convert_torch.load_torch_weights(variables, config.model.pretrained,
                                                  include_fc=False)
