@@ -11,7 +11,7 @@ from jaxvad.evaluation import evaluate
 from jaxvad.reproduce import paper000
 from jaxvad import config as config_lib
 from jaxvad import train
-from jaxvad.data import datasets, synth
+from jaxvad.data import datasets, synth, video
 from jaxvad.methods import r3d_partition
 from tests.test_cli import run_cli
 
@@ -112,5 +112,33 @@ def test_reproduce_writes_tables_with_consistent_counts(bench_root, tmp_path, ca
   seen = np.concatenate([c.distractors.any(axis=1) for c in distracted])
   assert scene["overlap"]["given_anomalous"] == pytest.approx(seen[lab].mean())
   assert scene["overlap"]["given_normal"] == pytest.approx(seen[~lab].mean())
+
+  # The learned-mask row is what `jaxvad eval --mask-from` computes for the same two runs.
+  runs = tmp_path / "runs" / "pickplace"
+  code, out, err = run_cli(["eval", "--workdir", runs / "ae", "--mask-from", runs / "masker",
+                            "--report", tmp_path / "masked"], capsys)
+  assert code == 0, err
+  masked = json.loads((tmp_path / "masked" / "metrics.json").read_text())
+  assert masked["mask"]["method"] == "r3d_partition" and masked["mask_from"] == str(runs / "masker")
+  learned = scene["rows"]["learned mask"]["all"]
+  assert masked["metrics"]["all"]["auroc"] == pytest.approx(learned["auroc"], abs=1e-12)
+  assert {k: masked["metrics"]["all"]["confusion"][k] for k in ("TP", "FN", "FP", "TN")} == \
+      {k: learned[k] for k in ("TP", "FN", "FP", "TN")}
+  # A masking model is not a detector: one line naming what to run instead.
+  code, out, err = run_cli(["eval", "--workdir", runs / "masker"], capsys)
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert "--mask-from" in err and "Traceback" not in err
+  # jaxvad score --mask-from: the same masked raw scores for one clip's frames.
+  clip = test_clips[0]
+  video.write_frames(tmp_path / "clip", clip.frames)
+  code, out, err = run_cli(["score", "--workdir", runs / "ae", tmp_path / "clip", "--mask-from",
+                            runs / "masker", "--out", tmp_path / "clip.csv"], capsys)
+  assert code == 0, err
+  rows = (tmp_path / "clip.csv").read_text().splitlines()
+  assert rows[0] == "frame,psnr,score" and len(rows) == 1 + len(clip.frames)
+  with open(tmp_path / "masked" / "scores.csv") as f:
+    want = [r.split(",")[3] for r in f.read().splitlines()[1:] if r.startswith(clip.name + ",")]
+  got = [r.split(",")[1] for r in rows[1:]]
+  np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), atol=2e-4)
   for name in ("tables.md", "pickplace/masks.png", "pickplace/scores.png"):
     assert (tmp_path / "out" / name).stat().st_size > 0

@@ -133,14 +133,15 @@ def evaluate_row(scorer: evaluate.Scorer, val: list[ClipOutputs], test: list[Cli
 
 def _fmt_row(name: str, row: dict, group: str) -> str:
   g = row[group]
-  auroc = "n/a" if not math.isfinite(g["auroc"]) else f"{g['auroc']:.3f}"
-  aupr = "n/a" if not math.isfinite(g["aupr"]) else f"{g['aupr']:.3f}"
-  return f"| {name} | {g['TP']} | {g['FN']} | {g['FP']} | {auroc} | {aupr} |"
+  fmt = lambda x: "n/a" if not math.isfinite(x) else f"{x:.3f}"  # noqa: E731
+  return (f"| {name} | {g['TP']} | {g['FN']} | {g['FP']} | {fmt(g['auroc'])} | {fmt(g['aupr'])} "
+          f"| {fmt(g['eer'])} | {fmt(g['event_auc'])} |")
 
 
 def markdown_tables(results: dict, *, group: str = "with_distractors") -> str:
   """The Tables 4.2-4.7 analogues of every scene as markdown (test clips of `group`)."""
-  head = "| | True Positives | False Negatives | False Positives | AUROC | AUPR |\n|---|---|---|---|---|---|"
+  head = ("| | True Positives | False Negatives | False Positives | AUROC | AUPR | EER | event AUC |"
+          "\n|---|---|---|---|---|---|---|---|")
   out = []
   for scene, r in results["scenes"].items():
     out.append(f"### {scene}: test clips {group.replace('_', ' ')} (Tables 4.2-4.4)\n")

@@ -40,7 +40,7 @@ from jaxvad.models.predictive_ae import VARIANTS
 SCENES = ("conveyor", "pickplace")
 AUGMENTS = augment.KINDS
 PRESETS = {"tiny": "predictive_ae_demo", "small": "predictive_ae_pickplace"}
-GROUPS = ("all", "no_distractors", "with_distractors")
+GROUPS = evaluate.GROUPS
 
 
 def _summary(result: dict) -> dict:
