@@ -7,8 +7,10 @@ import pathlib
 import sys
 import textwrap
 import time
+import warnings
 
-from jaxvad.errors import ConfigError, JaxvadError
+from jaxvad import fsio
+from jaxvad.errors import ConfigError, JaxvadError, OutputError
 
 OVERRIDES_HELP = ("config overrides as section.key=value, e.g. train.steps=200 "
                   "model.features=[16,32] data.scene=conveyor")
@@ -26,10 +28,18 @@ def _progress_named(items, desc: str):
 # --------------------------------------------------------------------------- commands
 
 
+def _check_number(flag: str, value, ok: bool, expected: str) -> None:
+  """A command-line number checked like a config key: the message names the flag and the fix."""
+  if value is not None and not ok:
+    raise ConfigError(f"{flag} = {value!r} must be {expected}")
+
+
 def cmd_synth(args) -> None:
   from jaxvad.data import synth
+  _check_number("--seed", args.seed, args.seed >= 0, "an integer >= 0")
   scenes = synth.SCENES if args.scene == "all" else (args.scene,)
   out_dir = args.out or f"data/synth/{args.preset}"
+  fsio.check_writable_dir(out_dir, what="benchmark folder (--out)")
   for scene in scenes:
     path = pathlib.Path(out_dir) / scene
     if synth.benchmark_is_complete(path) and not args.force:
@@ -52,53 +62,101 @@ def cmd_train(args) -> None:
   from jaxvad import train
   config = config_lib.load_config(args.config, args.overrides)
   workdir = pathlib.Path(args.workdir or f"runs/{config.name}")
+  config_file = pathlib.Path(args.config)
+  fsio.check_outputs({f"--workdir file {name}": path
+                      for name, path in train.run_files(workdir).items()}, {
+      "config file (--config)": config_file if config_file.is_file() else None,
+      "dataset folder (data.root)": train.data_root(config.data)})
+  before = train.latest_step(workdir) if args.resume else None
+  if before is not None and before == config.train.steps:
+    # Nothing to train; train() checks the config matches and rewrites nothing.
+    train.train(config, workdir, resume=True, progress=False)
+    print(f"{workdir} is already trained to step {before} = train.steps; nothing to do (raise "
+          f"train.steps to train on)")
+    return
   start = time.perf_counter()
   train.train(config, workdir, resume=args.resume)
-  print(f"trained {config.name} in {time.perf_counter() - start:.0f}s; checkpoints in {workdir}")
+  done = f" from step {before}" if before else ""
+  print(f"trained {config.name}{done} to step {config.train.steps} in "
+        f"{time.perf_counter() - start:.0f}s; checkpoints in {workdir}")
+
+
+def _check_masker(path) -> None:
+  """Fails fast (config only, no restore) unless --mask-from names a masking model's run."""
+  if path is None:
+    return
+  from jaxvad import methods, train
+  config = train.load_run_config(path)
+  if methods.get(config.method).masker is None:
+    raise ConfigError(f"--mask-from {path}: that run trained {config.method!r}, which makes no "
+                      f"background masks (train one with `jaxvad train --config "
+                      f"r3d_partition_demo`)")
 
 
 def _load_masker(path):
   """(config, state) of a masking model's run for --mask-from, or None."""
   if path is None:
     return None
-  from jaxvad import methods, train
-  config, state = train.load_trained(path)
-  if methods.get(config.method).masker is None:
-    raise ConfigError(f"--mask-from {path}: that run trained {config.method!r}, which makes no "
-                      f"background masks (train one with `jaxvad train --config "
-                      f"r3d_partition_demo`)")
-  return config, state
+  from jaxvad import train
+  _check_masker(path)
+  return train.load_trained(path)
+
+
+def _run_inputs(workdir, mask_from=None) -> dict:
+  """The files of the run(s) a command reads, which no output may replace."""
+  inputs = {f"run file ({name})": path for name, path in fsio.run_files(workdir).items()}
+  if mask_from is not None:
+    inputs.update({f"--mask-from run file ({name})": path
+                   for name, path in fsio.run_files(mask_from).items()})
+  return inputs
 
 
 def cmd_score(args) -> None:
+  from jaxvad.data import video
+  # Everything that can be checked is checked first: before importing jax and scikit-learn
+  # (seconds on a small machine) the arguments, the paths and the input's first frame; then,
+  # before the restore, the run's config and every frame.
+  _check_number("--smoothing", args.smoothing, args.smoothing is None or args.smoothing >= 1,
+                "an integer >= 1 (the moving-average window in frames; 1 = no smoothing)")
+  if args.roi:
+    _check_number("--roi", args.roi, args.roi[0] >= 0 and args.roi[1] >= 0
+                  and args.roi[2] > 0 and args.roi[3] > 0,
+                  "X Y W H with X, Y >= 0 and W, H > 0 (pixels of the stored frames)")
+  out = pathlib.Path(args.out or pathlib.Path(args.input).with_suffix("").name + "_scores.csv")
+  fsio.check_outputs({"--out": out}, {"input video or frame folder": args.input,
+                                      **_run_inputs(args.workdir, args.mask_from)})
+  if out.is_dir():
+    raise OutputError(f"--out {out} is a folder; give a file name such as {out / 'scores.csv'}")
+  fsio.check_writable_dir(out.parent, what="folder of --out", must_exist=True)
+  for run in (args.workdir, args.mask_from):
+    if run is not None and not (pathlib.Path(run) / fsio.RUN_CONFIG).is_file():
+      raise ConfigError(f"{run} is not a training run folder: {fsio.RUN_CONFIG} is missing "
+                        f"(train one with `jaxvad train --workdir {run}`)")
+  video.check_readable(args.input)
+
   import numpy as np
   from jaxvad import train
-  from jaxvad.data import video
   from jaxvad.evaluation import evaluate, metrics
-  if args.smoothing is not None and args.smoothing < 1:
-    raise ConfigError(f"--smoothing {args.smoothing}: the moving-average window must be >= 1 "
-                      "frames (1 = no smoothing)")
-  config, state = train.load_trained(args.workdir)
+  config = train.load_run_config(args.workdir)
   spec = evaluate.detector_spec(config, run=args.workdir)
-  masker = _load_masker(args.mask_from)
+  _check_masker(args.mask_from)
   h, w, c = train.run_frame_shape(args.workdir, config)
   frames = video.read_frames(args.input, size=(h, w), grayscale=c == 1,
                              roi=tuple(args.roi) if args.roi else None)
   if len(frames) < config.data.window:
     raise JaxvadError(f"{args.input} has {len(frames)} frames; the model scores windows of "
                       f"{config.data.window} frames, so it needs at least that many")
+  _, state = train.load_trained(args.workdir)
+  masker = _load_masker(args.mask_from)
   raw = evaluate.Scorer(config, state, masker=masker).score(frames)
-  smoothing = args.smoothing or config.score.smoothing
+  smoothing = args.smoothing if args.smoothing is not None else config.score.smoothing
   scored = np.isfinite(raw)   # a frame predictor leaves the first window - 1 frames unscored
   oriented = raw if spec.higher_is_anomalous else -raw
   score = np.full_like(raw, np.nan)
   score[scored] = metrics.moving_average(oriented[scored], window=smoothing)
-  out = pathlib.Path(args.out or pathlib.Path(args.input).with_suffix("").name + "_scores.csv")
   rows = [f"frame,{spec.name},score"] + [f"{t},{p:.4f},{s:.4f}"
                                           for t, (p, s) in enumerate(zip(raw, score))]
-  tmp = out.with_name(out.name + ".tmp")
-  tmp.write_text("\n".join(rows) + "\n")
-  tmp.replace(out)
+  fsio.write_atomic(out, "\n".join(rows) + "\n")
   sign = "" if spec.higher_is_anomalous else "-"
   masked = f", inside the masks of {args.mask_from}" if masker else ""
   print(f"scored {len(frames)} frames of {args.input} -> {out} "
@@ -106,8 +164,34 @@ def cmd_score(args) -> None:
         f"{'' if scored.all() else f'; the first {int((~scored).sum())} frames are unscored'})")
 
 
-def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | None = None,
-                        masker=None):
+REPORT_FILES = ("metrics.json", "scores.csv", "per_video.csv", "report.html", "overview.png",
+                "roc.png", "worst_frames.png", "plots")
+
+
+def _check_report_dir(report_dir, inputs: dict) -> None:
+  """Before scoring: the report folder replaces no input and can be written (with room)."""
+  report_dir = pathlib.Path(report_dir)
+  fsio.check_outputs({f"--report file {name}": report_dir / name for name in REPORT_FILES},
+                     inputs)
+  fsio.check_writable_dir(report_dir, what="report folder", need_bytes=2 * 2**20)
+
+
+def _label_record(clips) -> dict:
+  """Which label files the metrics were computed against (for metrics.json and the report)."""
+  sources = sorted({str(c.meta["label_source"]) for c in clips
+                    if c.meta and c.meta.get("label_source")})
+  record = {"files": sources if len(sources) <= 4 else
+            f"{len(sources)} per-clip files, e.g. {sources[0]}"}
+  agreeing = sorted({str(p) for c in clips
+                     for p in (c.meta or {}).get("label_files_agreeing", [])})
+  if agreeing:
+    record["also_found_and_agreeing"] = agreeing
+  return record
+
+
+def _evaluate_to_report(config, load_state, report_dir, *, split: str,
+                        extra: dict | None = None, load_masker=lambda: None):
+  """Loads the split (labels checked first), then the state(s), scores and writes the report."""
   from jaxvad.data import datasets
   from jaxvad.errors import DataError
   from jaxvad.evaluation import evaluate, report
@@ -118,9 +202,10 @@ def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | 
       val_clips = datasets.load_split(config.data, "val")
     except DataError as e:  # public layouts mostly have no validation split
       print(f"no validation split, so no threshold is calibrated: {e}")
-  result = evaluate.evaluate_clips(config, state, clips, val_clips=val_clips, masker=masker,
-                                   progress=_progress_named)
-  extra = {"config": config.to_dict(), "split": split, **(extra or {})}
+  result = evaluate.evaluate_clips(config, load_state(), clips, val_clips=val_clips,
+                                   masker=load_masker(), progress=_progress_named)
+  extra = {"config": config.to_dict(), "split": split, "labels": _label_record(clips),
+           **(extra or {})}
   out = report.write_report(report_dir, result, extra=extra)
   print(f"protocol {result['protocol']['name']!r}: {result['protocol']['description']}")
   print(f"score: {result['protocol']['score']}"
@@ -135,11 +220,14 @@ def _evaluate_to_report(config, state, report_dir, *, split: str, extra: dict | 
 
 
 def cmd_eval(args) -> None:
+  report_dir = pathlib.Path(args.report or pathlib.Path(args.workdir) / (
+      f"report_{args.split}" + ("_masked" if args.mask_from else "")))
   from jaxvad import config as config_lib
   from jaxvad import train
   from jaxvad.evaluation import evaluate
-  config, state = train.load_trained(args.workdir)
+  config = train.load_run_config(args.workdir)
   evaluate.detector_spec(config, run=args.workdir)   # a masking model: say what to run instead
+  _check_masker(args.mask_from)
   if args.overrides:
     # Only how scores are evaluated may change; the model and its data are the run's.
     bad = [o for o in args.overrides if not o.strip().startswith("score.")]
@@ -150,13 +238,14 @@ def cmd_eval(args) -> None:
     for override in args.overrides:
       config_lib.apply_override(raw, override)
     config = config_lib.config_from_dict(raw, source=f"{args.workdir} + overrides")
-  report_dir = args.report or pathlib.Path(args.workdir) / (
-      f"report_{args.split}" + ("_masked" if args.mask_from else ""))
+  _check_report_dir(report_dir, {**_run_inputs(args.workdir, args.mask_from),
+                                  "dataset folder (data.root)": train.data_root(config.data)})
   extra = {"workdir": str(args.workdir)}
   if args.mask_from:
     extra["mask_from"] = str(args.mask_from)
-  _evaluate_to_report(config, state, report_dir, split=args.split, extra=extra,
-                      masker=_load_masker(args.mask_from))
+  _evaluate_to_report(config, lambda: train.load_trained(args.workdir)[1], report_dir,
+                      split=args.split, extra=extra,
+                      load_masker=lambda: _load_masker(args.mask_from))
 
 
 def cmd_demo(args) -> None:
@@ -165,17 +254,20 @@ def cmd_demo(args) -> None:
   from jaxvad.data import datasets
   timings = {}
   config = config_lib.load_config(args.config, args.overrides)
+  workdir = pathlib.Path(args.workdir)
+  # Minutes of rendering and training must not end in a report that cannot be written.
+  _check_report_dir(args.out, {**_run_inputs(workdir),
+                               "dataset folder (data.root)": train.data_root(config.data)})
   t0 = time.perf_counter()
   datasets.ensure_benchmark(config.data)
   timings["render_s"] = round(time.perf_counter() - t0, 1)
-  workdir = pathlib.Path(args.workdir)
   t0 = time.perf_counter()
   # resume=True: a finished demo run is reused, an interrupted one continues.
-  state = train.train(config, workdir, resume=True)
+  train.train(config, workdir, resume=True)
   timings["train_s"] = round(time.perf_counter() - t0, 1)
   t0 = time.perf_counter()
-  config, state = train.load_trained(workdir)
-  _evaluate_to_report(config, state, args.out, split="test",
+  config = train.load_run_config(workdir)
+  _evaluate_to_report(config, lambda: train.load_trained(workdir)[1], args.out, split="test",
                       extra={"timings": timings, "workdir": str(workdir)})
   timings["eval_s"] = round(time.perf_counter() - t0, 1)
   print(f"timings: {timings}")
@@ -184,6 +276,8 @@ def cmd_demo(args) -> None:
 def cmd_reproduce(args) -> None:
   workdir = pathlib.Path(args.workdir or f"runs/{args.paper}_{args.preset}")
   out = pathlib.Path(args.out or f"reports/{args.paper}_{args.preset}")
+  fsio.check_writable_dir(workdir, what="runs folder (--workdir)")
+  fsio.check_writable_dir(out, what="tables folder (--out)")
   start = time.perf_counter()
   results = {"preset": args.preset, "scenes": {}}
   if args.paper == "paper000":
@@ -239,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "place or conveyor) with anomalies, distractors, per-frame labels "
                                  "and ideal workspace masks. Same seed -> byte-identical files.")
   p.add_argument("--scene", default="pickplace", choices=["pickplace", "conveyor", "all"])
-  p.add_argument("--preset", default="tiny", choices=["tiny", "small", "paper"],
+  p.add_argument("--preset", default="tiny", choices=["tiny", "medium", "small", "paper"],
                  help="size of the benchmark: tiny renders in seconds (default: tiny)")
   p.add_argument("--out", help="output folder; the benchmark goes to <out>/<scene> "
                                "(default: data/synth/<preset>, where configs look)")
@@ -351,15 +445,45 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _one_line(text: str) -> str:
+  return " ".join(str(text).split())
+
+
+def _quiet_unraisable(unraisable) -> None:
+  """Drops the exceptions TensorStore's callbacks raise into an event loop orbax already closed
+  after a failed restore or save (printed from other threads, seconds later, as bare
+  tracebacks); the failure itself was reported in one line. Anything else is printed."""
+  e = unraisable.exc_value
+  if ((isinstance(e, RuntimeError) and str(e) == "Event loop is closed")
+      or (isinstance(e, ImportError) and sys.is_finalizing())):
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
+  """Runs one command. Exit codes: 0 done, 2 a problem with the input or the disk (one line on
+  stderr naming the file or key and the fix, never a traceback), 130 interrupted."""
   args = build_parser().parse_args(argv)
+  command = args.command
+  sys.unraisablehook = _quiet_unraisable
+
+  def show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"jaxvad {command}: warning: {_one_line(message)}", file=sys.stderr)
+
   try:
-    args.func(args)
+    with warnings.catch_warnings():
+      warnings.showwarning = show_warning
+      args.func(args)
   except JaxvadError as e:
-    print(f"jaxvad {args.command}: error: {e}", file=sys.stderr)
+    print(f"jaxvad {command}: error: {_one_line(e)}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    # A file-system fault the command did not foresee: still one line naming the path.
+    print(f"jaxvad {command}: error: {_one_line(fsio.os_error_message(e, action='access'))}",
+          file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print(f"jaxvad {args.command}: interrupted", file=sys.stderr)
+    print(f"jaxvad {command}: interrupted", file=sys.stderr)
     return 130
   return 0
 

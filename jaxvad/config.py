@@ -39,14 +39,18 @@ class DataConfig:
                                     # (ucsd | avenue | shanghaitech | frames | intervals) or
                                     # "auto" (detected from the folder; see data/public.py)
   scene: str = "pickplace"          # synth scene: pickplace | conveyor
-  preset: str = "tiny"              # synth preset: tiny | small | paper
+  preset: str = "tiny"              # synth preset: tiny | medium | small | paper
   root: str = "data/synth/tiny"     # synth: folder holding <scene>/ (render cache);
                                     # public: the dataset folder (e.g. .../UCSDped2)
-  seed: int = 0                     # renderer seed
+  seed: int = 0                     # renderer seed; public layouts: seeds val_from_train
   size: tuple[int, ...] = ()        # (H, W) to resize frames to; () keeps the stored size
   grayscale: bool = True
   window: int = 8                   # frames per training window (T)
   stride: int = 2                   # step between training windows
+  val_from_train: int | float = 0   # public layouts without a val split: hold out N normal
+                                    # training videos (an int) or that fraction of them (a
+                                    # float in (0, 1)) as the val split; 0 = off
+                                    # (jaxvad.data.datasets.val_from_train_names says which)
 
   def validate(self):
     datasets = ("synth", "auto", *PUBLIC_LAYOUTS)
@@ -57,6 +61,13 @@ class DataConfig:
     _check(self.stride >= 1, "data.stride", self.stride, "an integer >= 1")
     _check(len(self.size) in (0, 2) and all(s > 0 for s in self.size),
            "data.size", self.size, "[] or [H, W] with positive sizes")
+    v = self.val_from_train
+    _check(v == 0 or (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
+           "data.val_from_train", v,
+           "0 (off), an integer N >= 1 (training videos) or a fraction in (0, 1)")
+    _check(v == 0 or self.dataset != "synth", "data.val_from_train", v,
+           "0 for the synthetic benchmark (it has its own val split); it carves a val split "
+           "from the training videos of a public dataset without one")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +106,17 @@ class ScoreConfig:
                                     # target_false_alarm_rate | none
   threshold_param: float = 3.0      # its parameter: k | margin (score units) | rate
   worst_frames: int = 4             # frames shown with error heat maps in the report
+  bootstrap: int = 1000             # resamples of test clips behind every 95 % interval (0: none)
+  reduce: str = "frame"             # the per-frame score: frame (the method's own, whole frame)
+                                    # | max_patch (the worst patch's patch_metric) |
+                                    # top_k_patches (mean over the top_k worst patches); patch
+                                    # scores need a method whose ScoreSpec has an image_metric
+  patch_metric: str = "psnr"        # the patches' metric: psnr | mse | ssim (worst = lowest
+                                    # PSNR / SSIM, highest MSE); unused by reduce = frame
+  patch_size: int = 0               # patch side in pixels; 0 = 32 px at 256x256 scaled with the
+                                    # frame (round(32 min(H, W) / 256), >= 4; >= 6 for SSIM)
+  patch_stride: int = 0             # pixels between patches (<= patch_size); 0 = patch_size // 2
+  top_k: int = 4                    # patches averaged by top_k_patches
 
   def validate(self):
     _check(self.smoothing >= 1, "score.smoothing", self.smoothing, "an integer >= 1")
@@ -106,6 +128,19 @@ class ScoreConfig:
     _check(self.threshold_param >= 0, "score.threshold_param", self.threshold_param,
            "a number >= 0")
     _check(self.worst_frames >= 0, "score.worst_frames", self.worst_frames, "an integer >= 0")
+    _check(self.bootstrap >= 0, "score.bootstrap", self.bootstrap, "an integer >= 0 (0: no "
+           "intervals)")
+    _check(self.reduce in ("frame", "max_patch", "top_k_patches"), "score.reduce", self.reduce,
+           "one of: frame, max_patch, top_k_patches")
+    _check(self.patch_metric in ("psnr", "mse", "ssim"), "score.patch_metric",
+           self.patch_metric, "one of: psnr, mse, ssim")
+    _check(self.patch_size >= 0, "score.patch_size", self.patch_size,
+           "an integer >= 0 (pixels; 0 = automatic)")
+    _check(self.patch_stride >= 0, "score.patch_stride", self.patch_stride,
+           "an integer >= 0 (pixels; 0 = automatic)")
+    _check(self.patch_size == 0 or self.patch_stride <= self.patch_size, "score.patch_stride",
+           self.patch_stride, f"at most score.patch_size = {self.patch_size}")
+    _check(self.top_k >= 1, "score.top_k", self.top_k, "an integer >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +182,11 @@ def load_config(name_or_path: str | pathlib.Path, overrides: typing.Sequence[str
   if path.suffix == ".toml" or path.exists():
     if not path.is_file():
       raise ConfigError(f"config file {path} does not exist")
-    text, source = path.read_text(), str(path)
+    try:
+      text, source = path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as e:  # a binary or unreadable file: one line
+      raise ConfigError(f"cannot read config file {path} as TOML text ({type(e).__name__}: "
+                        f"{getattr(e, 'strerror', None) or e})") from None
   else:
     files = importlib.resources.files("jaxvad.configs")
     resource = files / f"{name_or_path}.toml"

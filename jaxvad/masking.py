@@ -27,6 +27,7 @@ A soft mask value m therefore weights that pixel's squared error by m**2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -37,7 +38,7 @@ from jaxvad import cam as cam_lib
 from jaxvad import scoring
 
 __all__ = ["threshold_mask", "temporal_pool", "resize_masks", "background_mask",
-           "masked_scores", "masked_psnr", "MaskSetting", "MAIN_SETTING", "mask_from_layer_maps"]
+           "masked_scores", "MaskSetting", "MAIN_SETTING", "mask_from_layer_maps"]
 
 _RESIZE_METHODS = ("linear", "nearest")
 
@@ -122,15 +123,24 @@ def temporal_pool(masks, *, window: int):
   window = _check_window(window)
   if window == 1:
     return masks
-  length = masks.shape[-3]
+  counts = _window_counts(masks.shape[-3], window)
+  return _window_sum(masks, window) / jnp.asarray(counts, masks.dtype)[:, None, None]
+
+
+def _window_sum(masks, window: int):
+  """Sum over the centred time window of `temporal_pool` (frames outside the clip count 0)."""
   left, right = (window - 1) // 2, window // 2
   dims = (1,) * (masks.ndim - 3) + (window, 1, 1)
   padding = [(0, 0)] * (masks.ndim - 3) + [(left, right), (0, 0), (0, 0)]
-  total = jax.lax.reduce_window(masks, jnp.zeros((), masks.dtype), jax.lax.add, dims,
-                                (1,) * masks.ndim, padding)
+  return jax.lax.reduce_window(masks, jnp.zeros((), masks.dtype), jax.lax.add, dims,
+                               (1,) * masks.ndim, padding)
+
+
+def _window_counts(length: int, window: int) -> np.ndarray:
+  """How many frames of a clip of `length` each centred window of `temporal_pool` covers."""
+  left, right = (window - 1) // 2, window // 2
   t = np.arange(length)
-  counts = np.minimum(t + right, length - 1) - np.maximum(t - left, 0) + 1
-  return total / jnp.asarray(counts, masks.dtype)[:, None, None]
+  return np.minimum(t + right, length - 1) - np.maximum(t - left, 0) + 1
 
 
 def resize_masks(masks, *, size, method: str = "linear"):
@@ -230,19 +240,6 @@ def masked_scores(recon, frames, mask, *, max_val: float = 1.0):
           "mse": scoring.mse(recon, frames, mask=mask)}
 
 
-def masked_psnr(recon, frames, mask):
-  """PSNR inside a mask: the `ScoreSpec.masked_score` of the PSNR detectors.
-
-  Args:
-    recon: float reconstructions or predictions `[..., H, W, C]` in [0, 1].
-    frames: float reference frames, the same shape.
-    mask: float `[..., H, W]` in [0, 1], or None for the whole frame.
-
-  Returns:
-    float32 `[...]` PSNR in dB (`masked_scores`); NaN where the mask keeps no pixel.
-  """
-  return scoring.psnr(recon, frames, mask=mask)
-
 
 # --------------------------------------------------------------------------- from per-layer maps
 
@@ -286,7 +283,24 @@ def mask_from_layer_maps(maps, *, setting: MaskSetting = MAIN_SETTING, frame_siz
   count = maps.shape[1]
   if not 1 <= setting.layers <= count:
     raise ValueError(f"setting.layers = {setting.layers}: the maps hold {count} layers")
-  combined = cam_lib.combine_maps([maps[:, k] for k in range(count - setting.layers, count)],
+  # Padded to a multiple of 32 frames with empty maps, so clips of every length share a few
+  # compiled programs: padding adds exact zeros to the window sums of real frames, and the
+  # counts are those of the real clip.
+  length = len(maps)
+  padded = -(-length // 32) * 32
+  maps = np.concatenate([maps, np.zeros((padded - length,) + maps.shape[1:], maps.dtype)])
+  counts = np.concatenate([_window_counts(length, setting.window),
+                           np.ones(padded - length, np.int64)]).astype(np.float32)
+  mask = _mask_from_maps(maps.astype(np.float32), counts, layers=setting.layers,
+                         threshold=float(setting.threshold), window=setting.window,
+                         frame_size=tuple(int(s) for s in frame_size))
+  return np.asarray(mask)[:length]
+
+
+@functools.partial(jax.jit, static_argnames=("layers", "threshold", "window", "frame_size"))
+def _mask_from_maps(maps, counts, *, layers, threshold, window, frame_size):
+  count = maps.shape[1]
+  combined = cam_lib.combine_maps([maps[:, k] for k in range(count - layers, count)],
                                   frame_size=frame_size)
-  mask = threshold_mask(combined, threshold=setting.threshold)
-  return np.asarray(temporal_pool(mask[None], window=setting.window)[0])
+  mask = threshold_mask(combined, threshold=threshold)
+  return _window_sum(mask, window) / counts[:, None, None]

@@ -284,40 +284,59 @@ def _squared_error_chunk(x, y, m, masked, sums, counts, start, step):
 
 
 @njit(nogil=True)
-def _patch_chunk(smap, x, y, m, masked, pad, patch, ssim_sum, ssim_cnt, se_sum, se_cnt, start,
-                 step):
-  """Per-tile sums of frames start, start + step, ... into the [N, H // P, W // P] outputs.
+def _patch_chunk(smap, x, y, m, masked, pad, patch, stride, ssim_sum, ssim_cnt, se_sum, se_cnt,
+                 start, step):
+  """Per-patch sums of frames start, start + step, ... into the [N, gh, gw] outputs.
 
-  Per P x P tile: the sum and count of the SSIM map smap over interior unmasked pixels, and
-  of the squared errors over unmasked pixels (count in pixels x channels).
+  Patch (pi, pj) covers rows `pi * stride + [0, patch)` and columns `pj * stride + [0, patch)`.
+  Per patch: the sum and count of the SSIM map smap over interior unmasked pixels, and of the
+  squared errors over unmasked pixels (count in pixels x channels).
   """
   _, height, width, n_ch = x.shape
-  gh, gw = height // patch, width // patch
-  # Per-column sums over one band of P rows, reduced to tiles once per band.
+  gh, gw = se_sum.shape[1:]
+  rows = (gh - 1) * stride + patch  # the rows (and below, columns) some patch covers
+  cols = (gw - 1) * stride + patch
+  # Per-pixel maps of one frame (each pixel's squared error computed once, however many
+  # patches overlap it), then per patch row the column sums over its rows, vectorised over W,
+  # reduced to patches.
+  se_px, px_cnt = np.empty((rows, cols)), np.empty((rows, cols))
+  s_px, s_cnt = np.empty((rows, cols)), np.empty((rows, cols))
   se_acc, wide = np.empty(width * n_ch), np.empty(width * n_ch)
-  px_cnt, s_acc, s_cnt = np.empty(width), np.empty(width), np.empty(width)
+  col_se, col_px, col_s, col_sc = (np.empty(cols), np.empty(cols), np.empty(cols),
+                                   np.empty(cols))
   for n in range(start, x.shape[0], step):
     mi = min(n, m.shape[0] - 1)  # the mask is [1, H, W] or [N, H, W]
-    for pi in range(gh):
+    for i in range(rows):
       se_acc[:] = 0.0
-      px_cnt[:] = 0.0
-      s_acc[:] = 0.0
-      s_cnt[:] = 0.0
-      for i in range(pi * patch, (pi + 1) * patch):
-        _squared_error_row(x[n, i], y[n, i], m[mi, i], wide, se_acc, masked)
-        for j in range(width):
-          px_cnt[j] += m[mi, i, j] != 0
-        if pad <= i < height - pad:
-          for j in range(pad, width - pad):
-            keep = m[mi, i, j] != 0
-            s_acc[j] += smap[n, i, j] if keep else 0.0
-            s_cnt[j] += keep
+      _squared_error_row(x[n, i], y[n, i], m[mi, i], wide, se_acc, masked)
+      inside = pad <= i < height - pad
+      for j in range(cols):
+        acc = 0.0
+        for c in range(n_ch):
+          acc += se_acc[j * n_ch + c]
+        keep = m[mi, i, j] != 0
+        se_px[i, j] = acc
+        px_cnt[i, j] = keep
+        keep_s = keep and inside and pad <= j < width - pad
+        s_px[i, j] = smap[n, i, j] if keep_s else 0.0
+        s_cnt[i, j] = keep_s
+    for pi in range(gh):
+      col_se[:] = 0.0
+      col_px[:] = 0.0
+      col_s[:] = 0.0
+      col_sc[:] = 0.0
+      for i in range(pi * stride, pi * stride + patch):
+        for j in range(cols):
+          col_se[j] += se_px[i, j]
+          col_px[j] += px_cnt[i, j]
+          col_s[j] += s_px[i, j]
+          col_sc[j] += s_cnt[i, j]
       for pj in range(gw):
-        lo, hi = pj * patch, (pj + 1) * patch
-        se_sum[n, pi, pj] = se_acc[lo * n_ch:hi * n_ch].sum()
-        se_cnt[n, pi, pj] = px_cnt[lo:hi].sum() * n_ch
-        ssim_sum[n, pi, pj] = s_acc[lo:hi].sum()
-        ssim_cnt[n, pi, pj] = s_cnt[lo:hi].sum()
+        lo, hi = pj * stride, pj * stride + patch
+        se_sum[n, pi, pj] = col_se[lo:hi].sum()
+        se_cnt[n, pi, pj] = col_px[lo:hi].sum() * n_ch
+        ssim_sum[n, pi, pj] = col_s[lo:hi].sum()
+        ssim_cnt[n, pi, pj] = col_sc[lo:hi].sum()
 
 
 # Worker threads for `_over_frames`, started on first use and kept: threads started afresh for
@@ -595,39 +614,71 @@ def psnr(a, b, *, max_val=None, mask=None, eps: float = 1e-10) -> np.ndarray:
     return _psnr_from_mse(sums / counts, max_val, eps)
 
 
-def patch_scores(a, b, *, patch: int = 32, max_val=None, sigma: float = 1.5,
-                 win_size: int = 11, k1: float = 0.01, k2: float = 0.03,
-                 mask=None) -> dict[str, np.ndarray]:
-  """SSIM, MSE and PSNR of every non-overlapping `patch x patch` tile (Destroyer, paper 004).
+def _patch_grid(height: int, width: int, *, patch: int, stride: int) -> tuple[int, int]:
+  """The number of patch rows and columns of a `height x width` frame.
 
-  Tiles start at the top-left corner; the `H % patch` bottom rows and `W % patch` right
-  columns that do not fill a tile are not scored (they still feed the SSIM window of their
-  neighbours). A tile's SSIM is the mean of the frame's SSIM map (`ssim_map`) over the tile,
-  with the same interior crop as `ssim`: so border tiles average fewer pixels, and the
-  pixel-count weighted mean of the tile SSIMs is the frame SSIM when H, W are multiples of
-  `patch`. MSE/PSNR average every unmasked pixel of the tile.
+  Patches start at the top-left corner every `stride` pixels and only whole patches count:
+  the last `(H - patch) % stride` rows and `(W - patch) % stride` columns are in no patch.
+  `jaxvad.scoring.patch_scores` uses the same grid.
+
+  Args:
+    height, width: the frame size in pixels.
+    patch: the patch side P in pixels, 1 <= P <= min(height, width).
+    stride: pixels between neighbouring patches, 1 <= stride <= P.
+
+  Returns:
+    `(gh, gw) = ((H - P) // stride + 1, (W - P) // stride + 1)`.
+
+  Raises:
+    ValueError: a patch or stride out of range, or not an integer.
+  """
+  for name, v in (("patch", patch), ("stride", stride)):
+    if isinstance(v, bool) or int(v) != v:
+      raise ValueError(f"{name} must be an integer, got {v!r}")
+  if not 1 <= patch <= min(height, width):
+    raise ValueError(f"patch must be an integer in [1, {min(height, width)}] for "
+                     f"{height}x{width} frames, got {patch}")
+  if not 1 <= stride <= patch:
+    raise ValueError(f"stride must be an integer in [1, patch = {patch}], got {stride}")
+  return (int(height) - int(patch)) // int(stride) + 1, (int(width) - int(patch)) // int(stride) + 1
+
+
+def patch_scores(a, b, *, patch: int = 32, stride: int | None = None, max_val=None,
+                 sigma: float = 1.5, win_size: int = 11, k1: float = 0.01, k2: float = 0.03,
+                 mask=None) -> dict[str, np.ndarray]:
+  """SSIM, MSE and PSNR of every `patch x patch` patch, every `stride` pixels (paper 004).
+
+  Patches start at the top-left corner (`_patch_grid`); the bottom rows and right columns that
+  do not fill a patch are not scored (they still feed the SSIM window of their neighbours).
+  A patch's SSIM is the mean of the frame's SSIM map (`ssim_map`) over the patch, with the
+  same interior crop as `ssim`: so border patches average fewer pixels (none, and score NaN,
+  when `patch <= (win_size - 1) // 2`), and with
+  `stride = patch` the pixel-count weighted mean of the patch SSIMs is the frame SSIM when H,
+  W are multiples of `patch`. MSE/PSNR average every unmasked pixel of the patch.
+  `jaxvad.scoring.patch_scores` computes the same numbers in JAX.
 
   Args:
     a, b: frames `[N, H, W, C]` or `[N, H, W]`, uint8 or float, same shape; H, W >= patch.
-    patch: tile side P, larger than `(win_size - 1) // 2` so border tiles keep pixels.
+    patch: patch side P in pixels (SSIM: larger than `(win_size - 1) // 2` for every patch to
+      keep interior pixels).
+    stride: pixels between neighbouring patches, in [1, patch]; None: `patch` (tiles).
     max_val, sigma, win_size, k1, k2, mask: as in `ssim`.
 
   Returns:
-    dict of float64 `[N, H // P, W // P]` arrays: "ssim", "mse", "psnr" (NaN where the mask
-    leaves a tile no pixel to average).
+    dict of float64 `[N, gh, gw]` arrays (`_patch_grid`): "ssim", "mse", "psnr" (NaN where the
+    mask leaves a patch no pixel to average, and SSIM where the border crop leaves none).
   """
   x, y, m, max_val = _prepare(a, b, mask, max_val)
   h, w = x.shape[1:3]
   _check_window(sigma, win_size, k1, k2, h, w)
   pad = (int(win_size) - 1) // 2
-  if int(patch) != patch or patch <= pad or patch > min(h, w):
-    raise ValueError(f"patch must be an integer in ({pad}, {min(h, w)}] for {h}x{w} frames "
-                     f"and win_size {win_size}, got {patch}")
+  stride = patch if stride is None else stride
+  gh, gw = _patch_grid(h, w, patch=patch, stride=stride)
   smap = _ssim_prepared(x, y, m, mask is not None, max_val, sigma, win_size, k1, k2, True)[1]
-  grid = (x.shape[0], h // int(patch), w // int(patch))
+  grid = (x.shape[0], gh, gw)
   ssim_sum, ssim_cnt, se_sum, se_cnt = (np.empty(grid) for _ in range(4))
   _over_frames(_patch_chunk, x.shape[0], h * w, smap, x, y, m, mask is not None, pad, int(patch),
-               ssim_sum, ssim_cnt, se_sum, se_cnt)
+               int(stride), ssim_sum, ssim_cnt, se_sum, se_cnt)
   with np.errstate(invalid="ignore"):
     err = se_sum / se_cnt
     return {"ssim": ssim_sum / ssim_cnt, "mse": err,

@@ -63,6 +63,9 @@ def test_list_configs_names_the_shipped_configs(capsys):
     (["train", "train.steps=many"], "train.steps"),
     (["eval", "--workdir", "{tmp}/missing_run"], "missing_run"),
     (["score", "--workdir", "{tmp}/missing_run", "{tmp}/clip.mp4"], "missing_run"),
+    (["score", "--workdir", "{tmp}/missing_run", "{tmp}/clip.mp4", "--smoothing", "0"],
+     "--smoothing = 0"),
+    (["synth", "--seed", "-1", "--out", "{tmp}/s"], "--seed = -1"),
 ])
 def test_bad_input_exits_2_with_a_message_naming_it(argv, expected, tmp_path, capsys):
   argv = [a.format(tmp=tmp_path) for a in argv]
@@ -216,6 +219,8 @@ def test_train_and_eval_on_a_public_layout(tmp_path, capsys):
   assert metrics["threshold"] is None
   assert metrics["metrics"]["all"]["frames"] == 9
   assert metrics["metrics"]["all"]["anomalous_frames"] == 3
+  # Which labels the numbers are computed against is recorded (issue 14).
+  assert metrics["labels"] == {"files": [str(root / "Test" / "Test001_gt")]}
 
 
 def test_eval_under_another_protocol_and_threshold(demo_run, tmp_path, capsys):

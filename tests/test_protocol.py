@@ -1,4 +1,5 @@
-"""jaxvad.evaluation.protocol: presets, order of operations, ano_pred/MNAD equivalence, micro/macro."""
+"""jaxvad.evaluation.protocol: presets, order of operations, ano_pred/MNAD equivalence, micro/macro,
+bootstrap intervals and per-anomaly-type metrics."""
 
 import dataclasses
 import json
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from jaxvad.evaluation import metrics, protocol, thresholds
+from jaxvad.evaluation import evaluate, metrics, protocol, thresholds
 from jaxvad.errors import ConfigError
 from tests.naive import metrics as naive_metrics
 
@@ -212,3 +213,78 @@ def test_constant_and_short_videos():
   np.testing.assert_array_equal(v.scores, [1.0, 0.0])
   with pytest.raises(ValueError, match="no videos"):
     protocol.evaluate(p, [])
+
+
+def _typed_clips():
+  """Anomaly scores (higher = anomalous); "arm" and "drop" anomalies, one clip untyped.
+
+  a (no distractors): N 0.1 0.2 0.3, arm 0.9 0.8
+  b (distractors):    N 0.5 0.4, drop 0.7, arm 0.15
+  c (no distractors): N 0.05, one anomalous frame of unknown type 0.95
+  """
+  return [
+      evaluate.Scored("a", np.array([0.1, 0.2, 0.9, 0.8, 0.3]), np.array([0, 0, 1, 1, 0], bool),
+                      types=np.array(["", "", "arm", "arm", ""])),
+      evaluate.Scored("b", np.array([0.5, 0.4, 0.7, 0.15]), np.array([0, 0, 1, 1], bool),
+                      has_distractors=True, types=np.array(["", "", "drop", "arm"])),
+      evaluate.Scored("c", np.array([0.05, 0.95]), np.array([0, 1], bool))]
+
+
+def test_per_type_metrics_hand():
+  p = protocol.Protocol(name="t", higher_is_anomalous=True)
+  result = evaluate.evaluate_scores(_typed_clips(), protocol=p, bootstrap=200)
+  m = result["metrics"]
+  # all: normals {0.05, 0.1, 0.2, 0.3, 0.4, 0.5}; arm {0.9, 0.8, 0.15} wins 6 + 6 + 2 of 18
+  # pairs; drop {0.7} wins 6 of 6. The untyped 0.95 is left out of both.
+  arm, drop = m["all"]["per_type"]["arm"], m["all"]["per_type"]["drop"]
+  assert arm["auroc"] == pytest.approx(14 / 18) and drop["auroc"] == 1.0
+  # arm, descending: A .9, A .8, N .5 .4 .3 .2, A .15, N .1 .05: AP = (1 + 1 + 3/7) / 3.
+  assert arm["aupr"] == pytest.approx((2 + 3 / 7) / 3)
+  assert (arm["anomalous_frames"], arm["normal_frames"], arm["videos_with_type"]) == (3, 6, 2)
+  assert (drop["anomalous_frames"], drop["normal_frames"], drop["videos_with_type"]) == (1, 6, 1)
+  assert m["all"]["untyped_anomalous_frames"] == 1
+  assert m["all"]["per_type_definition"] == protocol.PER_TYPE_DEFINITION
+  # no distractors (a, c): arm {0.9, 0.8} above every normal {0.05, 0.1, 0.2, 0.3}.
+  assert set(m["no_distractors"]["per_type"]) == {"arm"}
+  assert m["no_distractors"]["per_type"]["arm"]["auroc"] == 1.0
+  # with distractors (b): arm 0.15 below both normals {0.4, 0.5}; drop 0.7 above both.
+  assert m["with_distractors"]["per_type"]["arm"]["auroc"] == 0.0
+  assert m["with_distractors"]["per_type"]["drop"]["auroc"] == 1.0
+  # The group metrics themselves are unchanged: all anomalous frames {.9 .8 .7 .15 .95} vs
+  # the 6 normals win 6 + 6 + 6 + 2 + 6 of 30 pairs.
+  assert m["all"]["auroc"] == pytest.approx(26 / 30)
+  for rec in (m["all"], arm, drop):
+    lo, hi = rec["auroc_ci"]
+    assert 0 <= lo <= hi <= 1 and rec["bootstrap"]["resamples"] == 200
+  # Macro: the mean over the clips holding the type and normal frames: arm a 1, b 0 -> 0.5.
+  macro = evaluate.evaluate_scores(_typed_clips(), protocol=dataclasses.replace(p, auroc="macro"),
+                                   bootstrap=0)["metrics"]["all"]
+  assert macro["per_type"]["arm"]["auroc"] == 0.5 and macro["per_type"]["drop"]["auroc"] == 1.0
+  assert macro["bootstrap"] is None and all(math.isnan(x) for x in macro["auroc_ci"])
+
+
+def test_per_type_needs_types_of_the_right_shape():
+  p = protocol.Protocol(name="t", higher_is_anomalous=True, drop_first=1)
+  videos = [("a", [0.1, 0.2, 0.9], [0, 0, 1])]
+  result = protocol.evaluate(p, videos, types=[np.array(["", "", "arm"])], bootstrap=0)
+  assert result["per_type"]["arm"]["auroc"] == 1.0
+  assert "per_type" not in protocol.evaluate(p, videos, types=[None], bootstrap=0)
+  with pytest.raises(ValueError, match="frame types have shape"):
+    protocol.evaluate(p, videos, types=[np.array(["", "arm"])])
+  with pytest.raises(ValueError, match="1 type arrays for 2 videos"):
+    protocol.evaluate(p, videos * 2, types=[None])
+
+
+def test_group_intervals_under_micro_and_macro():
+  videos = _videos(6, lengths=(40, 55, 30, 45, 50))
+  for name in ("jaxvad", "macro"):
+    result = protocol.evaluate(protocol.PROTOCOLS[name], videos, bootstrap=300, bootstrap_seed=2)
+    processed = protocol.apply_protocol(protocol.PROTOCOLS[name], videos)
+    want = metrics.bootstrap_intervals([v.labels for v in processed],
+                                       [v.scores for v in processed],
+                                       average=protocol.PROTOCOLS[name].auroc, resamples=300,
+                                       seed=2)
+    assert [result["auroc_ci"], result["aupr_ci"], result["eer_ci"]] == [
+        want["auroc"], want["aupr"], want["eer"]]
+    assert result["bootstrap"] == want["method"]
+    assert result["auroc_ci"][0] <= result["auroc"] <= result["auroc_ci"][1]

@@ -298,9 +298,31 @@ def test_frame_labels_npy_bad_values(ped2):
     public.index_dataset(ped2)
 
 
-def test_mat_wins_over_npy_and_ambiguity_needs_labels_file(ped2):
-  np.save(ped2 / "frame_labels_ped2.npy", np.zeros(19))  # disagrees: the .mat must win
-  assert np.array_equal(public.index_dataset(ped2)[0].labels, PED2_EXPECTED["01"])
+def test_label_files_of_two_kinds_must_agree(ped2):
+  """Issue 14: ped2.mat and a disagreeing frame_labels_ped2.npy used to pick the .mat silently."""
+  np.save(ped2 / "frame_labels_ped2.npy", np.zeros(19))
+  with pytest.raises(DataError, match=r"ped2.mat and .*frame_labels_ped2.npy disagree on the "
+                                      r"frame labels of video 01 \(3 frames differ, first at "
+                                      r"frame 2.*labels_file="):
+    public.index_dataset(ped2)
+  entries = public.index_dataset(ped2, labels_file=ped2 / "frame_labels_ped2.npy")
+  assert not any(e.labels.any() for e in entries)  # an explicit choice settles it
+  # A second file that cannot even be split over the videos is reported, naming it.
+  np.save(ped2 / "frame_labels_ped2.npy", np.zeros(7))
+  with pytest.raises(DataError, match=r"frame_labels_ped2.npy does not fit: .*gives 7 frame"):
+    public.index_dataset(ped2)
+  # Files that agree: the .mat is used, the .npy recorded as agreeing (down to Clip.meta).
+  agreeing = np.concatenate([PED2_EXPECTED[n] for n in ("01", "02", "03")]).astype(np.int64)
+  np.save(ped2 / "frame_labels_ped2.npy", agreeing[None])
+  entries = public.index_dataset(ped2)
+  assert entries[0].label_source == ped2 / "ped2.mat"
+  assert np.array_equal(entries[1].labels, PED2_EXPECTED["02"])
+  clip = public.load_clip(entries[0])
+  assert clip.meta["label_files_agreeing"] == [str(ped2 / "frame_labels_ped2.npy")]
+
+
+def test_mat_named_like_the_dataset_wins_and_ambiguity_needs_labels_file(ped2):
+  np.save(ped2 / "held_back.npy", np.zeros(19))  # not named frame_labels_*: used only if named
   scipy.io.savemat(ped2 / "other.mat", {"gt": cell([np.zeros((0, 0))] * 3)})
   # ped2.mat is named like the folder, so it still wins over other.mat ...
   assert np.array_equal(public.index_dataset(ped2)[0].labels, PED2_EXPECTED["01"])
@@ -310,7 +332,7 @@ def test_mat_wins_over_npy_and_ambiguity_needs_labels_file(ped2):
     public.index_dataset(ped2)
   entries = public.index_dataset(ped2, labels_file=ped2 / "gt_a.mat")
   assert np.array_equal(entries[1].labels, PED2_EXPECTED["02"])
-  entries = public.index_dataset(ped2, labels_file=ped2 / "frame_labels_ped2.npy")
+  entries = public.index_dataset(ped2, labels_file=ped2 / "held_back.npy")
   assert not any(e.labels.any() for e in entries)
 
 

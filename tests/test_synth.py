@@ -13,6 +13,7 @@ from jaxvad.data import datasets, synth
 from jaxvad.errors import ConfigError, DataError
 
 SIZE = (64, 64)
+TINY_SIZE = (32, 32)   # the tiny preset is rendered at this size here (fast; same schedules)
 RANGE = (20, 40)
 # A benchmark smaller than `tiny`, for the tests that write several.
 MICRO = dataclasses.replace(synth.PRESETS["tiny"], train_clips=2, train_distractor_clips=1,
@@ -34,7 +35,8 @@ def _hashes(root: pathlib.Path) -> dict:
 def tiny(tmp_path_factory):
   """The tiny preset of both scenes, written once: {scene: benchmark folder}."""
   out = tmp_path_factory.mktemp("synth")
-  return {scene: synth.write_benchmark(out, scene=scene, preset="tiny", progress=False)
+  return {scene: synth.write_benchmark(out, scene=scene, preset="tiny", size=TINY_SIZE,
+                                      progress=False)
           for scene in synth.SCENES}
 
 
@@ -43,7 +45,8 @@ def tiny(tmp_path_factory):
 
 @pytest.mark.parametrize("scene", synth.SCENES)
 def test_same_seed_gives_byte_identical_files(tiny, tmp_path, scene):
-  again = synth.write_benchmark(tmp_path, scene=scene, preset="tiny", progress=False)
+  again = synth.write_benchmark(tmp_path, scene=scene, preset="tiny", size=TINY_SIZE,
+                                progress=False)
   first = _hashes(tiny[scene])
   assert len(first) > 100 and "benchmark.json" in first
   assert _hashes(again) == first
@@ -124,15 +127,22 @@ def test_distractor_flags_match_the_request(scene):
 
 @pytest.mark.parametrize("scene", synth.SCENES)
 @pytest.mark.parametrize("distractor", ["person", "shadow"])
-def test_person_and_shadow_stay_outside_the_workspace(scene, distractor):
-  plain = _render(scene, num_cycles=3)
-  clip = _render(scene, num_cycles=3, distractors=(distractor,))
+@pytest.mark.parametrize("abnormal", [False, True])
+def test_person_and_shadow_stay_outside_the_workspace(scene, distractor, abnormal):
+  # With an anomaly the schedule is the replayed, balanced one (an episode in every cycle).
+  kw = {"num_cycles": 3, "anomaly": synth.ANOMALIES[scene][0] if abnormal else None,
+        "anomaly_cycle": 1 if abnormal else None}
+  plain = _render(scene, **kw)
+  clip = _render(scene, distractors=(distractor,), **kw)
+  np.testing.assert_array_equal(clip.anomaly, plain.anomaly)
   changed = np.any(clip.frames != plain.frames, axis=-1)
   assert changed.sum() > 50
   assert np.array_equal(clip.workspace_mask, plain.workspace_mask)
   assert (changed & clip.workspace_mask).sum() / changed.sum() < 0.1
   flag = clip.distractors[:, synth.DISTRACTORS.index(distractor)]
-  assert not changed[~flag].any()     # flagged wherever it shows
+  shows = changed.any(axis=(1, 2))
+  assert not shows[~flag].any()       # flagged wherever it shows
+  assert shows[flag].all()            # and shows wherever it is flagged
 
 
 @pytest.mark.parametrize("scene, anomaly", [("pickplace", None), ("pickplace", "dropped"),
@@ -177,19 +187,21 @@ def test_bad_arguments_raise_config_errors(tmp_path):
 def test_benchmark_layout_and_splits(tiny, scene):
   root = tiny[scene]
   meta = json.loads((root / "benchmark.json").read_text())
-  assert meta["format"] == "jaxvad-synth/1" and meta["scene"] == scene
-  assert meta["size"] == [64, 64] and meta["fps"] == 5 and meta["preset"] == "tiny"
+  assert meta["format"] == "jaxvad-synth/2" and meta["scene"] == scene
+  assert meta["renderer_version"] == synth.RENDERER_VERSION == 2
+  assert meta["size"] == list(TINY_SIZE) and meta["fps"] == 5 and meta["preset"] == "tiny"
   assert meta["distractor_names"] == list(synth.DISTRACTORS)
+  assert list(meta["distractor_rates"]) == list(synth.SPLITS)
   preset = synth.PRESETS["tiny"]
   by_split = {s: [c for c in meta["clips"] if c["split"] == s] for s in synth.SPLITS}
-  assert [len(by_split[s]) for s in synth.SPLITS] == [4, 2, 8]
-  assert [c["name"] for c in by_split["test"]] == [f"test_{i:03d}" for i in range(8)]
+  assert [len(by_split[s]) for s in synth.SPLITS] == [4, 2, 32]
+  assert [c["name"] for c in by_split["test"]] == [f"test_{i:03d}" for i in range(32)]
   assert sum(bool(c["distractors"]) for c in by_split["train"]) == preset.train_distractor_clips
   for c in by_split["train"] + by_split["val"]:
     assert c["anomaly_type"] is None and c["anomaly_intervals"] == []
   test = by_split["test"]
   types = [c["anomaly_type"] for c in test]
-  assert {t: types.count(t) for t in types} == {t: 8 // len(synth.ANOMALIES[scene])
+  assert {t: types.count(t) for t in types} == {t: 32 // len(synth.ANOMALIES[scene])
                                                 for t in synth.ANOMALIES[scene]}
   for t in synth.ANOMALIES[scene]:   # half of each type with distractors
     of_type = [c for c in test if c["anomaly_type"] == t]
@@ -199,6 +211,124 @@ def test_benchmark_layout_and_splits(tiny, scene):
     assert (root / "test" / c["name"] / f"{c['num_frames'] - 1:05d}.png").is_file()
   assert {c["anomaly_intervals"][0][0] >= c["cycle_starts"][1] for c in test} == {True, False}
   assert not list(root.rglob(".*"))    # no temp leftovers
+
+
+# --------------------------------------------------------------------------- test-set design
+
+
+@pytest.mark.parametrize("preset, at_least", [("tiny", 32), ("medium", 48), ("small", 48)])
+@pytest.mark.parametrize("scene", synth.SCENES)
+def test_presets_have_enough_balanced_test_clips(preset, at_least, scene):
+  spec = synth.PRESETS[preset]
+  assert spec.test_clips >= at_least and spec.test_clips % 8 == 0
+  test = [p for p in synth._plan_benchmark(scene, spec, 0) if p.split == "test"]
+  assert len(test) == spec.test_clips
+  combos = {}
+  for t in synth.ANOMALIES[scene]:
+    of_type = [p for p in test if p.anomaly == t]
+    assert len(of_type) == spec.test_clips // len(synth.ANOMALIES[scene])
+    for distracted in (False, True):
+      group = [p for p in of_type if bool(p.distractors) == distracted]
+      assert len(group) == len(of_type) // 2
+      # Which cycle is abnormal: first in half of every (type, distractors) group.
+      assert sum(p.anomaly_cycle == 0 for p in group) * 2 == len(group)
+    combos[t] = [p.distractors for p in of_type if p.distractors]
+  # Every anomaly type is seen with the same distractors.
+  assert len({tuple(c) for c in combos.values()}) == 1
+
+
+def _cycle_bounds(clip):
+  starts = clip.meta["cycle_starts"]
+  return list(zip(starts, starts[1:] + [len(clip.frames)]))
+
+
+@pytest.mark.parametrize("scene", synth.SCENES)
+def test_distractor_exposure_is_independent_of_the_anomaly(tiny, scene):
+  clips = datasets.load_synthetic(tiny[scene], "test")
+  counts = {d: np.zeros(4, int) for d in synth.DISTRACTORS}   # normal, in view, anomalous, in view
+  for clip in clips:
+    bounds = _cycle_bounds(clip)
+    abnormal = [i for i, (a, b) in enumerate(bounds) if clip.labels[a:b].any()]
+    assert len(bounds) == 2 and len(abnormal) == 1
+    for k, d in enumerate(synth.DISTRACTORS):
+      flag = clip.distractors[:, k]
+      assert flag.any() == (d in clip.meta["distractors"])
+      if not flag.any():
+        continue
+      # Same fraction of the normal and of the abnormal cycle (to a frame per episode edge).
+      fractions = [flag[a:b].mean() for a, b in bounds]
+      tolerance = sum(1.0 / (b - a) for a, b in bounds)
+      assert abs(fractions[0] - fractions[1]) <= tolerance, (clip.name, d, fractions)
+      # Same rate over anomalous and normal frames, to 0.03 or one anomalous frame.
+      rate_a, rate_n = flag[clip.labels].mean(), flag[~clip.labels].mean()
+      assert abs(rate_a - rate_n) <= max(0.03, 1.0 / clip.labels.sum()) + 1e-9, (clip.name, d)
+      counts[d] += [(~clip.labels).sum(), (flag & ~clip.labels).sum(), clip.labels.sum(),
+                    (flag & clip.labels).sum()]
+    union = clip.distractors.any(axis=1)   # preferred balanced too, where the phases allow
+    if union.any():
+      assert abs(union[clip.labels].mean() - union[~clip.labels].mean()) <= max(
+          0.03, 1.0 / clip.labels.sum()) + 1e-9, clip.name
+  meta = json.loads((tiny[scene] / "benchmark.json").read_text())
+  recorded = meta["distractor_rates"]["test"]
+  for d, c in counts.items():
+    assert recorded[d]["clips"] == sum(d in cl.meta["distractors"] for cl in clips)
+    assert recorded[d]["normal"] == pytest.approx(c[1] / c[0], abs=1e-4)
+    assert recorded[d]["anomalous"] == pytest.approx(c[3] / c[2], abs=1e-4)
+    # Pooled over the clips showing it, and over all test clips.
+    assert abs(recorded[d]["normal"] - recorded[d]["anomalous"]) <= 0.03, (d, recorded[d])
+    pooled = recorded[d]["all_clips"]
+    assert abs(pooled["normal"] - pooled["anomalous"]) <= 0.03, (d, pooled)
+  assert recorded["any"]["clips"] == sum(bool(cl.meta["distractors"]) for cl in clips)
+  for split in ("train", "val"):
+    assert all(r["anomalous"] is None for r in meta["distractor_rates"][split].values())
+
+
+def test_distractor_rates_are_printed(tmp_path, capsys):
+  synth.write_benchmark(tmp_path, scene="conveyor", preset=MICRO, progress=True)
+  out = capsys.readouterr().out
+  assert "distractor in view in normal / anomalous test frames" in out
+  assert all(f"  {d} " in out for d in synth.DISTRACTORS + ("any",))
+
+
+@pytest.mark.parametrize("scene", synth.SCENES)
+def test_per_frame_anomaly_types(tiny, scene):
+  root = tiny[scene]
+  meta = json.loads((root / "benchmark.json").read_text())
+  types = meta["anomaly_types"]
+  assert types == list(synth.ANOMALIES[scene])
+  for entry in meta["clips"]:
+    with np.load(root / entry["split"] / f"{entry['name']}.labels.npz") as npz:
+      index, anomaly = npz["anomaly_type_index"], npz["anomaly"]
+    assert index.dtype == np.int8 and index.shape == anomaly.shape
+    np.testing.assert_array_equal(index >= 0, anomaly)
+    want = -1 if entry["anomaly_type"] is None else types.index(entry["anomaly_type"])
+    assert set(index[anomaly].tolist()) <= {want} and (index[~anomaly] == -1).all()
+  for split in synth.SPLITS:
+    for clip in datasets.load_synthetic(root, split):
+      assert clip.frame_types.shape == clip.labels.shape
+      np.testing.assert_array_equal(clip.frame_types != "", clip.labels)
+      assert set(clip.frame_types[clip.labels].tolist()) <= {clip.meta["anomaly_type"]}
+
+
+def test_clip_frame_types_default_to_unknown():
+  clip = datasets.Clip(name="x", frames=np.zeros((2, 4, 4, 1), np.uint8), labels=None,
+                       distractors=None, workspace_mask=None, meta={})
+  assert clip.frame_types is None
+
+
+def test_stale_benchmarks_are_not_reused(tmp_path):
+  root = synth.write_benchmark(tmp_path, scene="conveyor", preset=MICRO, progress=False)
+  path = root / "benchmark.json"
+  current = path.read_text()
+  assert synth.benchmark_is_complete(root) and synth.stale_benchmark(root) is None
+  for old in ({"format": "jaxvad-synth/1", "renderer_version": 1}, {"renderer_version": 1}):
+    path.write_text(json.dumps({**json.loads(current), **old}))
+    assert not synth.benchmark_is_complete(root)
+    assert not synth.benchmark_matches(root, scene="conveyor", preset=MICRO)
+    assert "renderer 1 (this jaxvad: jaxvad-synth/2, renderer 2)" in synth.stale_benchmark(root)
+  path.write_text(json.dumps({**json.loads(current), "format": "jaxvad-synth/1"}))
+  with pytest.raises(DataError, match="not a jaxvad-synth/2 benchmark file.*render it again"):
+    datasets.load_synthetic(root, "test")
 
 
 def test_person_is_the_most_common_distractor():
@@ -241,13 +371,13 @@ def test_crash_leaves_no_complete_benchmark_and_rerun_starts_clean(tmp_path, mon
 def test_reader_round_trip(tiny):
   root = tiny["pickplace"]
   clips = datasets.load_synthetic(root, "test")
-  assert [c.name for c in clips] == [f"test_{i:03d}" for i in range(8)]
+  assert [c.name for c in clips] == [f"test_{i:03d}" for i in range(32)]
   plans = {p.name: p for p in synth._plan_benchmark("pickplace", synth.PRESETS["tiny"], 0)}
   for clip in clips[:4] + clips[-1:]:
     plan = plans[clip.name]
     want = synth.render_clip("pickplace", num_cycles=plan.num_cycles, anomaly=plan.anomaly,
                              anomaly_cycle=plan.anomaly_cycle, distractors=plan.distractors,
-                             size=SIZE, fps=5, seed=plan.seed, background_seed=0,
+                             size=TINY_SIZE, fps=5, seed=plan.seed, background_seed=0,
                              cycle_range=RANGE)
     assert clip.frames.dtype == np.uint8
     np.testing.assert_array_equal(clip.frames, want.frames)   # PNG is lossless, RGB order kept
@@ -256,6 +386,7 @@ def test_reader_round_trip(tiny):
     np.testing.assert_array_equal(clip.workspace_mask, want.workspace_mask)
     assert clip.meta["cycle_starts"] == want.cycle_starts.tolist()
     assert clip.meta["anomaly_type"] == plan.anomaly
+    np.testing.assert_array_equal(clip.frame_types, np.where(want.anomaly, plan.anomaly, ""))
 
 
 def test_reader_resizes_masks_and_reads_gray(tiny):

@@ -10,7 +10,7 @@ import pytest
 from jaxvad import config as config_lib
 from jaxvad import methods
 from jaxvad import sharding, train
-from jaxvad.errors import ConfigError, TrainingError
+from jaxvad.errors import ConfigError, DataError, TrainingError
 
 
 def tiny_config(**train_overrides):
@@ -94,6 +94,23 @@ def test_existing_run_is_not_overwritten_and_config_changes_are_refused(tmp_path
   longer = train.train(tiny_config(steps=4), tmp_path / "run", clips=fake_clips(),
                        progress=False, resume=True)
   assert int(longer.step) == 4
+  # Issue 14: fewer steps than the checkpoint holds used to "train" nothing and rewrite
+  # config.json to the smaller number.
+  saved = (tmp_path / "run" / train.CONFIG_FILE).read_bytes()
+  with pytest.raises(ConfigError, match=r"train.steps = 2: its latest checkpoint is already at "
+                                        r"step 4"):
+    train.train(tiny_config(steps=2), tmp_path / "run", clips=fake_clips(), progress=False,
+                resume=True)
+  assert (tmp_path / "run" / train.CONFIG_FILE).read_bytes() == saved
+  assert train.latest_step(tmp_path / "run") == 4
+  # A corrupt config.json is one line naming it, for a resume and for loading the run.
+  (tmp_path / "run" / train.CONFIG_FILE).write_text('{"name": "tiny", "method"')
+  for load in (lambda: train.load_trained(tmp_path / "run"),
+               lambda: train.train(tiny_config(steps=6), tmp_path / "run", clips=fake_clips(),
+                                   progress=False, resume=True)):
+    with pytest.raises(ConfigError, match=r"config.json \(the run's config.json\) is not valid "
+                                          r"JSON .*corrupt"):
+      load()
 
 
 def test_load_trained_restores_the_last_checkpoint(tmp_path, monkeypatch):
@@ -119,6 +136,25 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
   manager.close()
   # ...and no checkpoint holding non-finite values was written.
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(params_of(restored)))
+
+
+def test_anomalous_training_frames_are_dropped_and_said():
+  """Issue 14: frames a train split labels anomalous were trained on as normal."""
+  from jaxvad.data.clips import Clip
+  frames = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 1), np.uint8)
+  labels = np.zeros(20, bool)
+  labels[[2, 10, 11]] = True   # normal runs: [0, 2) too short, [3, 10), [12, 20)
+  clips = [Clip("a", frames, labels, None, None, {"label_source": "a/labels.json"}),
+           Clip("b", frames, None, None, None, {})]
+  with pytest.warns(UserWarning, match=r"5 frames of 1 clip\(s\) dropped \(a \(a/labels.json"):
+    kept, dropped = train.normal_training_frames(clips, window=4)
+  assert [k[:, 0, 0, 0].tolist() for k in kept] == [list(range(3, 10)), list(range(12, 20)),
+                                                    list(range(20))]
+  assert dropped == {"a": {"label_source": "a/labels.json", "anomalous": [[2, 3], [10, 12]],
+                           "dropped_short_runs": [[0, 2]]}}
+  with pytest.raises(DataError, match="no normal run of at least data.window = 4"):
+    train.normal_training_frames([Clip("c", frames[:5], np.arange(5) == 2, None, None, {})],
+                                 window=4)
 
 
 def test_batch_size_must_divide_over_devices(tmp_path):

@@ -28,6 +28,8 @@ class Clip:
   distractors: np.ndarray | None      # bool [T, K]
   workspace_mask: np.ndarray | None   # bool [T, H, W]
   meta: dict                          # its benchmark.json entry (cycle_starts, anomaly_type...)
+  frame_types: np.ndarray | None = None   # str [T]: the anomaly type of each anomalous frame,
+                                          # "" on normal frames; None when unknown
 
 
 def rerender_hint(root: pathlib.Path) -> str:
@@ -65,8 +67,9 @@ def read_labels(path: pathlib.Path, root: pathlib.Path) -> dict:
     raise DataError(f"labels file {path} is missing: {rerender_hint(root)}")
   try:
     with np.load(path, allow_pickle=False) as npz:
-      arrays = {k: npz[k] for k in ("anomaly", "distractors", "workspace_mask_bits",
-                                    "workspace_mask_shape", "cycle_starts")}
+      arrays = {k: npz[k] for k in ("anomaly", "anomaly_type_index", "distractors",
+                                    "workspace_mask_bits", "workspace_mask_shape",
+                                    "cycle_starts")}
     shape = tuple(int(s) for s in arrays["workspace_mask_shape"])
     bits = np.unpackbits(arrays["workspace_mask_bits"], count=int(np.prod(shape)))
     arrays["workspace_mask"] = bits.astype(bool).reshape(shape)
@@ -74,6 +77,18 @@ def read_labels(path: pathlib.Path, root: pathlib.Path) -> dict:
     raise DataError(f"labels file {path} is corrupt or truncated ({type(e).__name__}: {e}): "
                     f"{rerender_hint(root)}") from None
   return arrays
+
+
+def _frame_types(index: np.ndarray, anomaly: np.ndarray, meta: dict, path: pathlib.Path,
+                 root: pathlib.Path) -> np.ndarray:
+  """str [T] from the labels file's int8 `anomaly_type_index` (-1 = normal)."""
+  types = list(meta.get("anomaly_types") or [])
+  index = np.asarray(index)
+  if (index.shape != anomaly.shape or index.min(initial=-1) < -1
+      or index.max(initial=-1) >= len(types) or not np.array_equal(index >= 0, anomaly)):
+    raise DataError(f"{path}: its anomaly_type_index does not match its anomaly labels or the "
+                    f"{len(types)} anomaly_types of benchmark.json: {rerender_hint(root)}")
+  return np.array([""] + types)[index.astype(np.int64) + 1]
 
 
 def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
@@ -88,8 +103,9 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
     grayscale: return 1-channel frames instead of RGB.
 
   Returns:
-    The split's clips in benchmark.json order, with labels, distractor flags, workspace masks
-    and the clip's benchmark.json entry as `meta`.
+    The split's clips in benchmark.json order, with labels, per-frame anomaly types
+    (`frame_types`), distractor flags, workspace masks and the clip's benchmark.json entry as
+    `meta`.
 
   Raises:
     DataError: no benchmark.json, unknown split, a missing clip folder or labels file, a
@@ -119,8 +135,10 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
                       f"for {anomaly.shape[0] if anomaly.ndim else '?'} (distractors "
                       f"{flags.shape}, mask {mask.shape}, benchmark.json says "
                       f"{entry.get('num_frames')}): {rerender_hint(root)}")
+    frame_types = _frame_types(arrays["anomaly_type_index"], anomaly, meta, labels_path, root)
     if size is not None and tuple(size) != mask.shape[1:]:
       mask = resize_masks(mask, tuple(size))
     clips.append(Clip(name=name, frames=frames, labels=anomaly.astype(bool),
-                      distractors=flags.astype(bool), workspace_mask=mask, meta=dict(entry)))
+                      distractors=flags.astype(bool), workspace_mask=mask, meta=dict(entry),
+                      frame_types=frame_types))
   return clips

@@ -3,17 +3,28 @@
 `load_synthetic` reads the on-disk layout written by `jaxvad.data.synth.write_benchmark` (see
 that module's docstring for the contract). `ensure_benchmark`, `stored_size` and `load_split`
 do the same from a config's `data` section, rendering (and caching) the benchmark on first use.
+
+Public layouts without a validation split (all but `intervals` with a `val/` folder) get one
+carved from their normal training videos with `data.val_from_train`: `val_from_train_names`
+says which videos, `load_split` serves them as `val` and leaves them out of `train`.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
+import warnings
+
+import numpy as np
 
 from jaxvad.data import public, synth
 from jaxvad.data.clips import Clip, load_synthetic
 from jaxvad.errors import ConfigError, DataError
 
-__all__ = ["Clip", "load_synthetic", "ensure_benchmark", "stored_size", "load_split"]
+__all__ = ["Clip", "load_synthetic", "ensure_benchmark", "stored_size", "load_split",
+           "has_val_split", "val_from_train_names"]
+
+_VAL_SALT = 0x76616C    # "val": the carved split's random stream differs from any other use
 
 
 # --------------------------------------------------------------------------- from a config
@@ -42,6 +53,9 @@ def ensure_benchmark(data_cfg, *, progress: bool = True) -> pathlib.Path:
     data_cfg: a `jaxvad.config.DataConfig` (dataset, scene, preset, root, seed).
     progress: show the renderer's progress bar.
 
+  A benchmark rendered by another jaxvad version (format or renderer version,
+  `synth.stale_benchmark`) is never reused: it is rendered again, with a warning saying so.
+
   Returns:
     The benchmark folder `<root>/<scene>`; for a public dataset, `data.root` unchanged (they
     are read in place, never written).
@@ -49,6 +63,10 @@ def ensure_benchmark(data_cfg, *, progress: bool = True) -> pathlib.Path:
   if data_cfg.dataset != "synth":
     return pathlib.Path(data_cfg.root)
   root = _synth_root(data_cfg)
+  stale = synth.stale_benchmark(root)
+  if stale is not None:
+    warnings.warn(f"{root} holds a benchmark rendered by another jaxvad version ({stale}); "
+                  f"rendering it again", stacklevel=2)
   if synth.benchmark_matches(root, scene=data_cfg.scene, preset=data_cfg.preset,
                              seed=data_cfg.seed):
     return root
@@ -80,8 +98,71 @@ def stored_size(data_cfg) -> tuple[int, int]:
   return synth.PRESETS[data_cfg.preset].size
 
 
+def _public_layout(data_cfg) -> tuple[pathlib.Path, str]:
+  root = pathlib.Path(data_cfg.root)
+  if data_cfg.dataset == "auto":
+    return root, public.detect_layout(root)
+  return root, data_cfg.dataset
+
+
+def has_val_split(root, layout: str) -> bool:
+  """Whether a dataset of `layout` at `root` has its own validation split on disk.
+
+  Only the synthetic benchmark and an `intervals` dataset with a `val/` folder do; UCSD,
+  Avenue, ShanghaiTech and the ano_pred/MNAD frames layout have train and test only.
+  """
+  if layout == "synth":
+    return True
+  return layout == "intervals" and (pathlib.Path(root) / "val").is_dir()
+
+
+def val_from_train_names(data_cfg, names=None) -> list[str]:
+  """The normal training videos `data.val_from_train` holds out as the validation split.
+
+  A pure function of the set of names, `data.val_from_train` and `data.seed`: the names are
+  sorted, permuted with `np.random.default_rng([data.seed, _VAL_SALT])`, and the first N of
+  the permutation are taken (N = the int, or round(fraction x count), at least 1).
+
+  Args:
+    data_cfg: a `jaxvad.config.DataConfig`.
+    names: the training videos' names; None indexes `data.root`'s train split (no decoding).
+
+  Returns:
+    The held-out names in the order of `names`; [] when `data.val_from_train` is 0.
+
+  Raises:
+    ConfigError: the count would leave no video for training.
+    DataError: duplicate names, or (names=None) as `public.index_dataset`.
+  """
+  amount = data_cfg.val_from_train
+  if not amount:
+    return []
+  if names is None:
+    root, layout = _public_layout(data_cfg)
+    names = [e.name for e in public.index_dataset(root, layout=layout, split="train")]
+  names = [str(n) for n in names]
+  if len(set(names)) != len(names):
+    raise DataError(f"the training videos' names are not unique ({names}): cannot carve a "
+                    f"validation split from them by name")
+  if isinstance(amount, float):
+    count = max(1, int(math.floor(amount * len(names) + 0.5)))
+  else:
+    count = int(amount)
+  if count >= len(names):
+    raise ConfigError(f"data.val_from_train = {amount!r} would hold out {count} of the "
+                      f"{len(names)} training video(s) of {data_cfg.root}; leave at least one "
+                      f"for training (a smaller count or fraction)")
+  order = np.random.default_rng([int(data_cfg.seed), _VAL_SALT]).permutation(len(names))
+  chosen = {sorted(names)[i] for i in order[:count]}
+  return [n for n in names if n in chosen]
+
+
 def load_split(data_cfg, split: str) -> list[Clip]:
   """Loads a split of the benchmark a `DataConfig` names (rendering it first if needed).
+
+  With `data.val_from_train` set (public layouts without a val split), `val` is the training
+  videos `val_from_train_names` picks (their `meta` says `"split": "val"` and
+  `"val_from_train": true`) and `train` is the rest.
 
   Args:
     data_cfg: a `jaxvad.config.DataConfig`; `size` (empty = stored size) and `grayscale`
@@ -90,11 +171,34 @@ def load_split(data_cfg, split: str) -> list[Clip]:
 
   Returns:
     The clips, as from `load_synthetic` (or `public.load_dataset` for a public layout).
+
+  Raises:
+    ConfigError: `data.val_from_train` set for a dataset with its own val split, or taking
+      every training video.
+    DataError: `val` asked of a layout without one while `data.val_from_train` is 0; as
+      `load_synthetic` / `public.load_dataset` otherwise.
   """
   size = tuple(data_cfg.size) if data_cfg.size else None
   if data_cfg.dataset != "synth":
-    layout = None if data_cfg.dataset == "auto" else data_cfg.dataset
-    return public.load_dataset(data_cfg.root, layout=layout, split=split, size=size,
+    root, layout = _public_layout(data_cfg)
+    carve = bool(data_cfg.val_from_train)
+    if carve and has_val_split(root, layout):
+      raise ConfigError(f"data.val_from_train = {data_cfg.val_from_train!r}, but the {layout} "
+                        f"dataset at {root} has its own val split: set data.val_from_train = 0")
+    if carve and split in ("train", "val"):
+      entries = public.index_dataset(root, layout=layout, split="train")
+      held_out = set(val_from_train_names(data_cfg, [e.name for e in entries]))
+      clips = [public.load_clip(e, size=size, grayscale=data_cfg.grayscale)
+               for e in entries if (e.name in held_out) == (split == "val")]
+      if split == "val":
+        for clip in clips:
+          clip.meta = {**clip.meta, "split": "val", "val_from_train": True}
+      return clips
+    if split == "val" and not has_val_split(root, layout):
+      raise DataError(f"the {layout} dataset at {root} has no val split: set "
+                      f"data.val_from_train to a number of training videos (e.g. 2) or a "
+                      f"fraction (e.g. 0.1) to hold out as one")
+    return public.load_dataset(root, layout=layout, split=split, size=size,
                                grayscale=data_cfg.grayscale)
   root = ensure_benchmark(data_cfg)
   return load_synthetic(root, split, size=size, grayscale=data_cfg.grayscale)

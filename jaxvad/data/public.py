@@ -44,7 +44,11 @@ The dataset-level files list videos in sorted order, so cell/segment i goes to t
 video in natural order (the same order as the reference code's lexicographic sort whenever names
 are zero-padded, as in every official release; a warning says when the two orders differ).
 Several candidate files of one kind are an error unless one is named like the dataset (the root
-folder's name, `UCSDped2` -> `ped2`); pass `labels_file=` to choose. A test video without any
+folder's name, `UCSDped2` -> `ped2`); pass `labels_file=` to choose. Files of different kinds
+(say `ped2.mat` and `frame_labels_ped2.npy`) must agree frame for frame: the first in the order
+above is used and the others are recorded as agreeing (`Clip.meta["label_files_agreeing"]`, and
+so in metrics.json); if they disagree it is an error naming both files and the first differing
+frame. A test video without any
 label source is an error (`require_labels=False` gives `labels=None` instead). Training videos
 are normal by each benchmark's protocol and get all-False labels. None of these sets has a
 validation split.
@@ -82,7 +86,9 @@ import dataclasses
 import json
 import pathlib
 import re
+import struct
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -147,6 +153,9 @@ class VideoEntry:
 # --------------------------------------------------------------------------- intervals
 
 
+_MAX_FRAME = 2**53  # frame numbers above this are no frame numbers (and lose float precision)
+
+
 def _convention(one_indexed: bool, inclusive: bool) -> str:
   return (f"{'1' if one_indexed else '0'}-indexed, end "
           f"{'inclusive' if inclusive else 'exclusive'}")
@@ -186,9 +195,17 @@ def intervals_to_labels(intervals, num_frames: int, *, one_indexed: bool = False
                     f"{intervals!r}")
   if arr.size == 0:
     return np.zeros(num_frames, bool)
-  if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.number):
+  if (arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.number)
+      or np.iscomplexobj(arr)):
     raise DataError(f"anomalous ranges{where} must be [[start, end], ...] pairs of integers, "
                     f"got shape {arr.shape} ({arr.dtype})")
+  # Before any cast: a huge number (1e300, 2**63) would wrap to a negative int64 and be
+  # reported as the wrong frame.
+  huge = np.abs(arr.astype(np.float64)) > _MAX_FRAME
+  if huge.any():
+    bad = np.argwhere(huge)[0]
+    raise DataError(f"range {bad[0]}{where} holds frame number {arr[tuple(bad)].item()!r}, "
+                    f"beyond any video; check that the file holds frame ranges ({conv})")
   if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
     bad = np.argwhere(~np.isfinite(arr) | (arr != np.round(arr)))[0]
     raise DataError(f"range {bad[0]} {arr[bad[0]].tolist()}{where} holds a non-integer frame "
@@ -267,7 +284,148 @@ def _count_frames(source: pathlib.Path) -> int:
   return count
 
 
+# MATLAB v5 data element types (miINT8 ... miUTF32) -> bytes per value; 14 = miMATRIX and
+# 15 = miCOMPRESSED hold elements.
+_MI_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: 1, 17: 2, 18: 4}
+_MX_NAMES = {1: "cell", 2: "struct", 3: "object", 4: "char", 5: "sparse", 16: "function",
+             17: "opaque"}
+_MAT_MAX_BYTES = 2**30   # a label file that decompresses to more is not a label file
+
+
+class _MatStructure:
+  """Walks every element of a MATLAB v5 file and checks tags, types, sizes and counts.
+
+  scipy's compiled reader trusts these: a flipped type byte (miDOUBLE -> 44) in a cell makes
+  `loadmat` segfault (found by tests/test_bad_inputs.py's fuzzing). A file that passes is
+  structurally sound, so scipy reads it or raises; label files hold numeric, logical, char,
+  cell and struct arrays only, so sparse matrices and objects are refused here too.
+  """
+
+  def __init__(self, order: str):
+    self.order = order
+
+  def fail(self, why: str):
+    raise ValueError(why)
+
+  def tag(self, buf, pos: int, end: int) -> tuple[int, int, int, int]:
+    """(type, nbytes, data start, next element) of the element at `pos`."""
+    if end - pos < 8:
+      self.fail(f"an element tag is cut off at byte {pos}")
+    first, second = struct.unpack_from(self.order + "II", buf, pos)
+    if first >> 16:  # small data element: type and size share the first word, data the second
+      mtype, nbytes = first & 0xFFFF, first >> 16
+      if nbytes > 4 or mtype not in _MI_SIZES:
+        self.fail(f"bad small element (type {mtype}, {nbytes} bytes) at byte {pos}")
+      return mtype, nbytes, pos + 4, pos + 8
+    if second > end - pos - 8:
+      self.fail(f"element at byte {pos} claims {second} bytes, beyond its container")
+    return first, second, pos + 8, min(end, pos + 8 + (second + 7) // 8 * 8)
+
+  def data(self, buf, pos: int, end: int, count: int | None, what: str) -> int:
+    mtype, nbytes, _, nxt = self.tag(buf, pos, end)
+    size = _MI_SIZES.get(mtype)
+    if size is None or nbytes % size:
+      self.fail(f"{what} has data type {mtype} with {nbytes} bytes")
+    if count is not None and mtype != 16 and nbytes // size != count:
+      self.fail(f"{what} holds {nbytes // size} values but its dimensions say {count}")
+    return nxt
+
+  def matrix(self, buf, start: int, end: int, depth: int = 0) -> None:
+    if start == end:
+      return  # an empty matrix (e.g. an empty cell)
+    if depth > 32:
+      self.fail("arrays nested more than 32 deep")
+    mtype, nbytes, data, pos = self.tag(buf, start, end)
+    if mtype != 6 or nbytes != 8:
+      self.fail("an array without its array-flags element")
+    flags = struct.unpack_from(self.order + "I", buf, data)[0]
+    mclass = flags & 0xFF
+    mtype, nbytes, data, pos = self.tag(buf, pos, end)
+    if mtype != 5 or nbytes < 8 or nbytes % 4:
+      self.fail("an array without its dimensions element")
+    dims = struct.unpack_from(f"{self.order}{nbytes // 4}i", buf, data)
+    if min(dims) < 0:
+      self.fail(f"negative dimensions {dims}")
+    count = int(np.prod(dims, dtype=object))
+    if count > _MAT_MAX_BYTES:
+      self.fail(f"dimensions {dims} are too large")
+    mtype, _, _, pos = self.tag(buf, pos, end)
+    if mtype != 1:
+      self.fail("an array without its name element")
+    if mclass in _MX_NAMES and mclass not in (1, 2, 4):
+      self.fail(f"a {_MX_NAMES[mclass]} array, which no label file holds")
+    if mclass == 1:
+      for _ in range(count):
+        pos = self.child(buf, pos, end, depth)
+    elif mclass == 2:
+      mtype, nbytes, data, pos = self.tag(buf, pos, end)
+      length = struct.unpack_from(self.order + "i", buf, data)[0] if nbytes == 4 else 0
+      mtype2, names, _, pos = self.tag(buf, pos, end)
+      if mtype != 5 or length <= 0 or mtype2 != 1 or names % length:
+        self.fail("a struct without valid field names")
+      for _ in range(count * (names // length)):
+        pos = self.child(buf, pos, end, depth)
+    elif 4 <= mclass <= 15:
+      pos = self.data(buf, pos, end, count, "an array's real part")
+      if flags & 0x800:  # complex
+        self.data(buf, pos, end, count, "an array's imaginary part")
+    else:
+      self.fail(f"unknown array class {mclass}")
+
+  def child(self, buf, pos: int, end: int, depth: int) -> int:
+    mtype, nbytes, data, nxt = self.tag(buf, pos, end)
+    if mtype != 14:
+      self.fail(f"a cell or struct member of element type {mtype}")
+    self.matrix(buf, data, data + nbytes, depth + 1)
+    return nxt
+
+  def file(self, buf) -> None:
+    pos = 128
+    while pos < len(buf):
+      mtype, nbytes, data, _ = self.tag(buf, pos, len(buf))
+      if mtype == 15:
+        inflate = zlib.decompressobj()
+        try:
+          inner = inflate.decompress(buf[data:data + nbytes], _MAT_MAX_BYTES)
+        except zlib.error as e:
+          self.fail(f"a compressed element does not decompress ({e})")
+        if inflate.unconsumed_tail:
+          self.fail("a compressed element is too large")
+        self.top(inner, 0, len(inner))
+      elif mtype == 14:
+        self.top(buf, pos, pos + 8 + nbytes)
+      else:
+        self.fail(f"a top-level element of type {mtype}")
+      pos = data + nbytes
+
+  def top(self, buf, pos: int, end: int) -> None:
+    mtype, nbytes, data, _ = self.tag(buf, pos, end)
+    if mtype != 14:
+      self.fail(f"a variable of element type {mtype}")
+    self.matrix(buf, data, data + nbytes)
+
+
+def _check_mat_file(path: pathlib.Path) -> None:
+  """Refuses a v5/v7 .mat file whose structure is damaged before scipy's reader sees it."""
+  try:
+    head = path.open("rb").read(128)
+  except OSError as e:
+    raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+  if len(head) < 128 or head[124:126] not in (b"\x00\x01", b"\x01\x00"):
+    return  # not v5 (v4, HDF5 v7.3, or no .mat): scipy's own checks say which
+  order = {b"IM": "<", b"MI": ">"}.get(head[126:128])
+  try:
+    if order is None:
+      raise ValueError("its byte-order mark is neither IM nor MI")
+    _MatStructure(order).file(path.read_bytes())
+  except (ValueError, struct.error, OSError) as e:
+    raise DataError(f"cannot read {path} as a MATLAB .mat file: it is damaged ({e}); re-save "
+                    f"it in MATLAB with save(name, '-v7') or replace it with an intact copy") \
+        from None
+
+
 def _load_mat(path: pathlib.Path) -> dict:
+  _check_mat_file(path)
   try:
     return scipy.io.loadmat(str(path))
   # scipy's MATLAB parser raises anything from IndexError (garbage) to NotImplementedError
@@ -279,6 +437,7 @@ def _load_mat(path: pathlib.Path) -> dict:
 
 
 def _mat_variables(path: pathlib.Path) -> list[str]:
+  _check_mat_file(path)
   try:
     return [name for name, _, _ in scipy.io.whosmat(str(path))]
   except Exception as e:  # pylint: disable=broad-except  (see _load_mat)
@@ -290,7 +449,9 @@ def _mat_variables(path: pathlib.Path) -> list[str]:
 def _load_npy(path: pathlib.Path) -> np.ndarray:
   try:
     return np.load(path, allow_pickle=False)
-  except (OSError, ValueError, EOFError) as e:
+  # A damaged header reaches numpy's literal parser, which raises SyntaxError or TokenError
+  # besides the OSError / ValueError / EOFError of a short file: every failure is one message.
+  except Exception as e:  # pylint: disable=broad-except
     raise DataError(f"cannot read {path} as a .npy array ({type(e).__name__}: {e}); it may be "
                     f"truncated or pickled: re-save it with numpy.save") from None
 
@@ -346,12 +507,16 @@ def _read_gt_m(path: pathlib.Path) -> list[np.ndarray]:
         continue
       m = _M_RANGE.match(token)
       if m:
-        pairs.append((int(m.group(1)), int(m.group(2))))
+        pair = (int(m.group(1)), int(m.group(2)))
       elif token.isdigit():
-        pairs.append((int(token), int(token)))
+        pair = (int(token), int(token))
       else:
         raise DataError(f"gt_frame entry {i} of {path} holds {token!r}; expected ranges like "
                         f"[61:180] or [5:90, 140:200]")
+      if max(pair) > _MAX_FRAME:
+        raise DataError(f"gt_frame entry {i} of {path} holds {token!r}, beyond any video; "
+                        f"expected frame ranges like [61:180]")
+      pairs.append(pair)
     out.append(np.asarray(pairs, np.int64).reshape(-1, 2))
   if not out:
     raise DataError(f"{path} holds no `gt_frame = [...]` lines; expected UCSD's ground truth "
@@ -515,8 +680,9 @@ def _dataset_hint(root: pathlib.Path) -> str:
 
 
 def _dataset_label_files(root: pathlib.Path, search: list[pathlib.Path],
-                         layout: str) -> pathlib.Path | None:
-  """The one dataset-level label file (.mat with gt, frame_labels_*.npy, UCSD .m), or None."""
+                         layout: str) -> list[pathlib.Path]:
+  """The dataset-level label files (.mat with gt, frame_labels_*.npy, UCSD .m): at most one of
+  each kind, in order of precedence (.mat, .npy, .m); empty if there is none."""
   hint = _dataset_hint(root)
   kinds = {"mat": [], "npy": [], "m": []}
   for folder in dict.fromkeys(search):  # de-duplicated, in order
@@ -530,19 +696,61 @@ def _dataset_label_files(root: pathlib.Path, search: list[pathlib.Path],
         kinds["mat"].append(p)
       elif suffix == ".npy" and p.name.lower().startswith("frame_labels"):
         kinds["npy"].append(p)
-      elif (suffix == ".m" and layout == "ucsd"
-            and "gt_frame" in p.read_text(encoding="utf-8", errors="replace")):
+      elif suffix == ".m" and layout == "ucsd" and "gt_frame" in _read_text(p):
         kinds["m"].append(p)
+  chosen = []
   for files in kinds.values():  # .mat, then .npy, then .m
     named = [p for p in files if p.stem.lower() == hint or p.stem.lower().endswith("_" + hint)
              or p.stem.lower() == f"ucsd{hint}"]
     files = named or files
-    if len(files) == 1:
-      return files[0]
-    if files:
+    if len(files) > 1:
       raise DataError(f"several label files could hold the frame labels of {root}: "
                       f"{', '.join(map(str, files))}; pass labels_file= to choose one")
-  return None
+    chosen += files
+  return chosen
+
+
+def _read_text(path: pathlib.Path) -> str:
+  try:
+    return path.read_text(encoding="utf-8", errors="replace")
+  except OSError as e:
+    raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _labels_from_file(entries: list[VideoEntry], path: pathlib.Path, split_dir) -> list:
+  """`_apply_dataset_labels` on copies: the labels `path` gives each entry, entries untouched."""
+  copies = [dataclasses.replace(e) for e in entries]
+  _apply_dataset_labels(copies, path, split_dir)
+  return copies
+
+
+def _apply_agreeing_label_files(entries, files: list[pathlib.Path], split_dir) -> None:
+  """Labels from the first of several dataset-level files, if every other one agrees.
+
+  Two files that could each be the ground truth (ano_pred's `ped2.mat` and MNAD's
+  `frame_labels_ped2.npy`) must give the same labels: if they differ, which one published
+  numbers used is unknowable here, so it is an error naming both and the first difference.
+  """
+  first, others = files[0], files[1:]
+  _apply_dataset_labels(entries, first, split_dir)
+  for other in others:
+    try:
+      theirs = _labels_from_file(entries, other, split_dir)
+    except DataError as e:
+      raise DataError(f"{first} and {other} could both hold the frame labels of {split_dir}, "
+                      f"and {other} does not fit: {e}; remove the wrong file from the dataset "
+                      f"folder, or pass labels_file= to choose one") from None
+    for mine, their in zip(entries, theirs):
+      if not np.array_equal(mine.labels, their.labels):
+        differ = np.flatnonzero(mine.labels != their.labels)
+        raise DataError(
+            f"{first} and {other} disagree on the frame labels of video {mine.name} "
+            f"({differ.size} frames differ, first at frame {differ[0]}: "
+            f"{first.name} says {'anomalous' if mine.labels[differ[0]] else 'normal'}, "
+            f"{other.name} says {'anomalous' if their.labels[differ[0]] else 'normal'}); "
+            f"remove the wrong file from the dataset folder, or pass labels_file= to choose one")
+  for e in entries:
+    e.meta = {**e.meta, "label_files_agreeing": [str(p) for p in others]} if others else e.meta
 
 
 def _apply_dataset_labels(entries: list[VideoEntry], path: pathlib.Path, split_dir) -> None:
@@ -598,10 +806,12 @@ def _finish_test_labels(entries, root, split_dir, *, labels_file, search, layout
   path = pathlib.Path(labels_file) if labels_file is not None else None
   if path is not None and not path.is_file():
     raise DataError(f"labels file {path} does not exist")
-  if path is None:
-    path = _dataset_label_files(root, search, layout)
   if path is not None:
     _apply_dataset_labels(entries, path, split_dir)
+    return
+  files = _dataset_label_files(root, search, layout)
+  if files:
+    _apply_agreeing_label_files(entries, files, split_dir)
     return
   missing = []
   for e in entries:
@@ -953,6 +1163,8 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
   meta = {"layout": entry.layout, "split": entry.split, "source": str(entry.source),
           "label_source": str(entry.label_source) if entry.label_source else None,
           "mask_source": str(entry.mask_source) if entry.mask_source else None}
+  if entry.meta.get("label_files_agreeing"):
+    meta["label_files_agreeing"] = entry.meta["label_files_agreeing"]
   distractors = workspace = None
   if entry.layout == "synth":
     meta = {**entry.meta, **meta}

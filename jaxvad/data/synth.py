@@ -29,10 +29,19 @@ what an anomaly leaves behind is cleared at the end of its cycle, so the other c
   missing      the cycle's box is absent: labelled while the box would have been in view (the
                frames in which the empty belt differs from a normal cycle, incl. the gate light).
 
-Distractors (`DISTRACTORS`, label stays normal, flagged per frame): `person` (a walking,
-sometimes pausing figure behind the work area, cut off by the table edge / safety rail),
-`lighting` (global gain drift with flicker and a slight colour tint), `shadow` (a soft dark
-blob crossing the background band), `shake` (1-2 px camera translations, border replicate).
+Distractors (`DISTRACTORS`, label stays normal, flagged per frame in which it shows):
+`person` (a walking, sometimes pausing figure behind the work area, cut off by the table edge /
+safety rail), `lighting` (global gain drift with flicker and a slight colour tint), `shadow` (a
+soft dark blob crossing the background band), `shake` (1-2 px camera translations, border
+replicate). Their exposure is independent of the anomaly by construction: a test clip plans
+each of its distractors once relative to a cycle (a start phase and a width, fractions of the
+cycle) and replays it in every cycle, so a distractor is in view for the same fraction of the
+normal and of the abnormal cycle's frames; among such schedules it draws one whose in-view rate
+over the anomalous frames is within 0.03 of its rate over the normal frames (where frame
+granularity allows: a 6-frame stall gives steps of 1/6). The k-th distracted test clip of every
+anomaly type shows the same distractors. Train and val clips draw a fresh episode per cycle
+(in a random subset of cycles), never locked to the process phase. benchmark.json's
+`distractor_rates` records the measured rates.
 
 The ideal workspace mask of a frame is the region the process uses in a normal cycle
 (pickplace: the arm swept along its trajectory, the block paths, the base; conveyor: the
@@ -47,20 +56,26 @@ On-disk layout written by `write_benchmark` (the contract `jaxvad.data.datasets`
     benchmark.json                    written last (temp file + os.replace): its presence
                                       marks a complete benchmark
     <split>/<clip_name>/00000.png ... RGB frames as PNG, 5-digit frame index
-    <split>/<clip_name>.labels.npz    anomaly bool[T], distractors bool[T, K],
+    <split>/<clip_name>.labels.npz    anomaly bool[T], anomaly_type_index int8[T] (index
+                                      into benchmark.json's anomaly_types, -1 on normal
+                                      frames), distractors bool[T, K],
                                       distractor_names str[K], workspace_mask_bits uint8
                                       (np.packbits of the flat bool[T, H, W] mask),
                                       workspace_mask_shape int64[3], cycle_starts int64[C]
 
-  benchmark.json = {"format": "jaxvad-synth/1", "scene", "preset", "seed", "size": [H, W],
+  benchmark.json = {"format": "jaxvad-synth/2", "scene", "preset", "seed", "size": [H, W],
     "fps", "distractor_names", "anomaly_types", "renderer_version", "preset_spec" (the preset's
-    fields, for cache checks), "clips": [{"name", "split", "num_frames", "anomaly_type"
-    (null if normal), "anomaly_intervals": [[start, end), ...], "distractors": [names
-    present], "cycle_starts": [...]}]}
+    fields, for cache checks), "distractor_rates": {split: {name (and "any"): {"clips": clips
+    showing it, "normal": fraction of their normal frames it is in view in, "anomalous": same
+    over their anomalous frames (null without any), "all_clips": {"normal", "anomalous"} over
+    every clip of the split}}}, "clips": [{"name", "split", "num_frames", "anomaly_type" (null
+    if normal), "anomaly_intervals": [[start, end), ...], "distractors": [names present],
+    "cycle_starts": [...]}]}
 
 Splits are `train` (normal, several cycles, some clips with distractors), `val` (normal) and
 `test` (2 cycles, one abnormal; types spread evenly, half the clips of each type with
-distractors). Clip names are `<split>_<index:03d>`. Each clip is rendered into a hidden temp
+distractors, the abnormal cycle first in half the clips of each type and second in the other
+half). Clip names are `<split>_<index:03d>`. Each clip is rendered into a hidden temp
 folder and renamed into place, and a re-run over a folder without benchmark.json starts clean.
 All randomness comes from `np.random.default_rng` seeded by (seed, scene, split, clip index).
 """
@@ -91,8 +106,12 @@ ANOMALIES: dict[str, tuple[str, ...]] = {
     "conveyor": ("fallen", "missing"),
 }
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-FORMAT = "jaxvad-synth/1"
-RENDERER_VERSION = 1  # bump when the pictures change: cached benchmarks are then re-rendered
+# Bump FORMAT when the files change, RENDERER_VERSION when the pictures or labels do: a cached
+# benchmark of another format or renderer version is never reused (`benchmark_is_complete` is
+# False for it, so `ensure_benchmark` and `jaxvad synth` render it again; the reader refuses
+# another format). /2: per-cycle distractor schedules, anomaly_type_index, distractor_rates.
+FORMAT = "jaxvad-synth/2"
+RENDERER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,13 +131,19 @@ class SynthPreset:
   cycle_max: int = 40
 
 
+# Test clip counts are multiples of 8 (tiny, medium, small): every (anomaly type, with or
+# without distractors) group of pickplace's 4 types then has an even number of clips, half of
+# them abnormal in the first cycle and half in the second.
 PRESETS: dict[str, SynthPreset] = {
     "tiny": SynthPreset(size=(64, 64), fps=5, train_clips=4, train_distractor_clips=2,
                         train_cycles=3, val_clips=2, val_distractor_clips=1, val_cycles=2,
-                        test_clips=8),
+                        test_clips=32),
+    "medium": SynthPreset(size=(96, 96), fps=5, train_clips=8, train_distractor_clips=3,
+                          train_cycles=4, val_clips=4, val_distractor_clips=2, val_cycles=3,
+                          test_clips=48),
     "small": SynthPreset(size=(128, 128), fps=5, train_clips=12, train_distractor_clips=4,
                          train_cycles=4, val_clips=4, val_distractor_clips=2, val_cycles=4,
-                         test_clips=16),
+                         test_clips=48),
     "paper": SynthPreset(size=(128, 128), fps=5, train_clips=80, train_distractor_clips=26,
                          train_cycles=6, val_clips=8, val_distractor_clips=3, val_cycles=6,
                          test_clips=40),
@@ -163,7 +188,7 @@ class _View:
 
 
 def _fixed(pts) -> np.ndarray:
-  return np.round(np.asarray(pts, np.float64) * _FIXED).astype(np.int32)
+  return np.rint(np.asarray(pts, np.float64) * _FIXED).astype(np.int32)
 
 
 def _poly(img, pts, color, aa=True):
@@ -713,57 +738,155 @@ def _static_background(scene: str, size: tuple[int, int], background_seed: int =
 
 
 # --------------------------------------------------------------------------- distractors
+#
+# When a distractor shows is planned in cycle time: cycle k spans [k, k + 1), mapped linearly
+# onto its frames (so a longer cycle, e.g. one with a stall inserted, stretches its share of an
+# episode). A clip with an anomaly (a test clip) plans each of its distractors once, as a start
+# phase p and a width w < 1, and replays it (same person / shadow / tint) over [k + p, k + p + w)
+# for every cycle k, the one before the clip included: an episode may run on into the next
+# cycle, and the clip may start or end inside one. Every cycle thus has the distractor in view
+# for the same fraction w of its frames (to a frame at each episode edge), normal or abnormal;
+# of the phases p that also keep its rate in the anomalous frames within `_BALANCE_TOL` of its
+# rate in the normal frames (or the best phase, if none does), one is drawn. A normal clip
+# (train, val) draws a fresh episode, inside its cycle, for a random subset of its cycles, so no
+# distractor is locked to the process phase in training footage.
+
+_WIDTHS = {"person": (0.35, 0.75), "lighting": (0.35, 0.9), "shadow": (0.3, 0.7),
+           "shake": (0.15, 0.45)}      # episode length range, fraction of a cycle
+_EPISODE_P = 0.7                       # normal clips: chance that a cycle has an episode
+_BALANCE_TOL = 0.03                    # clips with an anomaly: |rate anomalous - rate normal|
+_PHASES = 48                           # start phases tried per replayed schedule
+
+
+def _frame_at(tau: float, starts, lengths) -> float:
+  """Frame time of cycle time `tau`; cycles before the first / after the last are as long."""
+  k = math.floor(tau)
+  c = min(max(k, 0), len(starts) - 1)
+  return float(starts[c]) + (tau - c) * float(lengths[c])
+
+
+def _replayed_windows(starts, lengths, n_frames, phase, width) -> list[tuple[int, int]]:
+  """(first frame, frame count) of the episodes [k + phase, k + phase + width) in the clip."""
+  windows = []
+  for k in range(-1, len(starts)):
+    t0 = int(round(_frame_at(k + phase, starts, lengths)))
+    t1 = max(t0 + 2, int(round(_frame_at(k + phase + width, starts, lengths))))
+    if t1 > 0 and t0 < n_frames:
+      windows.append((t0, t1 - t0))
+  return windows
+
+
+def _cycle_window(start: int, length: int, phase: float, width: float) -> tuple[int, int]:
+  """(first frame, frame count) of an episode at `phase` (fraction) inside one cycle."""
+  n = min(length, max(2, int(round(width * length))))
+  return start + min(int(round(phase * length)), length - n), n
+
+
+def _windows_flags(windows, n_frames: int) -> np.ndarray:
+  flags = np.zeros(n_frames, bool)
+  for t0, n in windows:
+    flags[max(0, t0):max(0, t0 + n)] = True
+  return flags
+
+
+def _imbalance(flags: np.ndarray, labels: np.ndarray) -> float:
+  """|in-view rate over anomalous frames - over normal frames| (0 without both kinds)."""
+  if labels.all() or not labels.any():
+    return 0.0
+  return abs(float(flags[labels].mean()) - float(flags[~labels].mean()))
+
+
+def _within(candidates, key) -> list:
+  """The candidates whose key is within `_BALANCE_TOL` (or the smallest key, if larger)."""
+  limit = max(min(key(c) for c in candidates), _BALANCE_TOL) + 1e-12
+  return [c for c in candidates if key(c) <= limit]
+
+
+def _schedule(rng, starts, lengths, labels, width_range, replay: bool,
+              shown=None) -> list[tuple[int, int]]:
+  """(first frame, frame count) of each episode of one distractor in a clip (may overhang it).
+
+  `shown` (replay only): bool [T], where the distractors planned before this one show; among
+  the balanced phases, those that also balance the union with them are preferred.
+  """
+  if replay:
+    width = float(rng.uniform(*width_range))
+    pick = float(rng.random())
+    shown = np.zeros(len(labels), bool) if shown is None else shown
+    candidates = []
+    for phase in np.arange(_PHASES) / _PHASES:
+      windows = _replayed_windows(starts, lengths, len(labels), float(phase), width)
+      flags = _windows_flags(windows, len(labels))
+      candidates.append((_imbalance(flags, labels), _imbalance(flags | shown, labels), windows))
+    ok = _within(_within(candidates, lambda c: c[0]), lambda c: c[1])
+    return ok[min(int(pick * len(ok)), len(ok) - 1)][2]
+  has = rng.random(len(lengths)) < _EPISODE_P
+  if not has.any():
+    has[int(rng.integers(len(lengths)))] = True
+  windows = []
+  for k in np.flatnonzero(has):
+    width = float(rng.uniform(*width_range))
+    windows.append(_cycle_window(int(starts[k]), int(lengths[k]),
+                                 float(rng.uniform(0.0, 1.0 - width)), width))
+  return windows
 
 
 @dataclasses.dataclass(frozen=True)
 class _Walker:
+  """A person crossing the view in frames [t0, t0 + n), maybe stopping at the wall a while."""
   t0: int
-  x0: float
+  n: int
   direction: int
-  speed: float              # unit widths per frame
-  pause_at: float           # x where the person stops to do something (nan: never)
-  pause_len: int
+  pause_frac: float         # fraction of the n frames spent standing (0: walks straight on)
+  pause_at: float           # x where the person stops to do something at the wall
+  edge: float               # |x - 0.5| (unit widths) beyond which no part of the body shows
   scale: float
   skin: tuple
   shirt: tuple
   hair: tuple
   stride: float             # radians of gait phase per frame
 
-  def x_at(self, t: int) -> tuple[float, bool]:
-    dt = t - self.t0
-    if math.isnan(self.pause_at):
-      return self.x0 + self.direction * self.speed * dt, False
-    t_pause = abs(self.pause_at - self.x0) / self.speed
-    if dt < t_pause:
-      return self.x0 + self.direction * self.speed * dt, False
-    if dt < t_pause + self.pause_len:
-      return self.pause_at, True
-    return self.pause_at + self.direction * self.speed * (dt - t_pause - self.pause_len), False
+  def x_at(self, t: int) -> tuple[float, bool] | None:
+    """(x, standing) at frame t, None outside the episode; every frame inside shows the body."""
+    i = t - self.t0
+    if not 0 <= i < self.n:
+      return None
+    n_pause = min(self.n - 2, int(round(self.pause_frac * self.n)))
+    steps = self.n - n_pause
+    step = 2 * self.edge / steps
+    x_in = 0.5 - self.direction * self.edge
+    j_pause = min(steps, max(0, int(round(abs(self.pause_at - x_in) / step))))
+    if i < j_pause:
+      return x_in + self.direction * (i + 0.5) * step, False
+    if i < j_pause + n_pause:
+      return x_in + self.direction * j_pause * step, True
+    return x_in + self.direction * (i - n_pause + 0.5) * step, False
 
 
 _SKINS = ((224, 184, 150), (198, 150, 112), (150, 105, 75), (95, 65, 45))
 _SHIRTS = ((40, 70, 160), (170, 40, 40), (40, 130, 70), (230, 200, 60), (60, 60, 70),
            (235, 235, 235), (120, 60, 150), (230, 120, 40))
 _HAIRS = ((30, 25, 20), (90, 60, 30), (160, 130, 80), (120, 120, 120))
-_PERSON_HALF_WIDTH = 0.15   # unit widths, generous: arms swing out
+_TORSO_HALF = 0.066         # short-side units: half the shoulder width
 
 
-def _plan_walkers(rng, n_frames: int, fps: float) -> list[_Walker]:
-  walkers = []
-  for _ in range(1 if n_frames < 100 else int(rng.integers(1, 3))):
-    direction = int(rng.choice([-1, 1]))
-    speed = 1.3 / (rng.uniform(5.0, 9.0) * fps)
-    pause = rng.random() < 0.5
-    pause_len = int(rng.uniform(1.5, 4.0) * fps) if pause else 0
-    crossing = 1.3 / speed + pause_len
-    t0 = int(rng.integers(-int(crossing * 0.35), max(1, int(n_frames - crossing * 0.65))))
-    walkers.append(_Walker(
-        t0=t0, x0=0.5 - direction * 0.65, direction=direction, speed=float(speed),
-        pause_at=float(rng.uniform(0.2, 0.8)) if pause else float("nan"), pause_len=pause_len,
-        scale=float(rng.uniform(0.9, 1.1)), skin=_SKINS[int(rng.integers(len(_SKINS)))],
-        shirt=_SHIRTS[int(rng.integers(len(_SHIRTS)))], hair=_HAIRS[int(rng.integers(len(_HAIRS)))],
-        stride=float(2 * math.pi * rng.uniform(0.8, 1.1) / fps)))
-  return walkers
+def _walker_look(rng, fps: float, view: _View) -> dict:
+  scale = float(rng.uniform(0.9, 1.1))
+  pause = rng.random() < 0.5
+  return dict(
+      direction=int(rng.choice([-1, 1])),
+      pause_frac=float(rng.uniform(0.2, 0.45)) if pause else 0.0,
+      pause_at=float(rng.uniform(0.25, 0.75)),
+      # The torso's centre stops this far outside: its near edge stays a pixel or so inside.
+      edge=0.5 + 0.75 * _TORSO_HALF * scale * view.s / view.w,
+      scale=scale, skin=_SKINS[int(rng.integers(len(_SKINS)))],
+      shirt=_SHIRTS[int(rng.integers(len(_SHIRTS)))], hair=_HAIRS[int(rng.integers(len(_HAIRS)))],
+      stride=float(2 * math.pi * rng.uniform(0.8, 1.1) / fps))
+
+
+def _plan_walkers(rng, windows, fps: float, view: _View, replay: bool) -> list[_Walker]:
+  look = _walker_look(rng, fps, view) if replay else None
+  return [_Walker(t0=t0, n=n, **(look or _walker_look(rng, fps, view))) for t0, n in windows]
 
 
 def _draw_person(img, view: _View, w: _Walker, t: int, horizon: float):
@@ -784,7 +907,8 @@ def _draw_person(img, view: _View, w: _Walker, t: int, horizon: float):
     hand = sh + 0.16 * s * np.array([math.sin(angle), math.cos(angle)])
     _capsule(img, sh, hand, 0.019 * s, w.shirt)
     _circle(img, hand, 0.017 * s, w.skin)
-  torso = [[cx - 0.066 * s, y_sh], [cx + 0.066 * s, y_sh], [cx + 0.052 * s, waist],
+  t_half = _TORSO_HALF * s
+  torso = [[cx - t_half, y_sh], [cx + t_half, y_sh], [cx + 0.052 * s, waist],
            [cx - 0.052 * s, waist]]
   _poly(img, torso, w.shirt)
   _circle(img, (cx - 0.05 * s, y_sh + 0.012 * s), 0.016 * s, w.shirt)   # shoulders
@@ -797,8 +921,9 @@ def _draw_person(img, view: _View, w: _Walker, t: int, horizon: float):
 
 @dataclasses.dataclass(frozen=True)
 class _ShadowPass:
+  """A soft dark blob crossing the background band in frames [t0, t0 + n)."""
   t0: int
-  duration: int
+  n: int
   direction: int
   y: float
   drift: float
@@ -807,32 +932,30 @@ class _ShadowPass:
   depth: float
 
   def center(self, t: int) -> tuple[float, float]:
-    f = (t - self.t0) / self.duration
-    x = -self.rx - 0.02 + f * (1 + 2 * self.rx + 0.04)
+    f = (t - self.t0 + 0.5) / self.n
+    x = -0.8 * self.rx + f * (1 + 1.6 * self.rx)   # overlaps the frame in every frame
     if self.direction < 0:
       x = 1 - x
     return x, self.y + self.drift * (f - 0.5)
 
 
-def _plan_shadows(rng, n_frames: int, fps: float, bands) -> list[_ShadowPass]:
-  passes = []
-  for _ in range(1 if n_frames < 100 else int(rng.integers(1, 3))):
-    duration = max(4, int(rng.uniform(3.0, 6.0) * fps))
-    lo, hi = bands[int(rng.integers(len(bands)))]
-    ry = float(rng.uniform(0.06, 0.1))
-    passes.append(_ShadowPass(
-        t0=int(rng.integers(-duration // 3, max(1, n_frames - 2 * duration // 3))),
-        duration=duration, direction=int(rng.choice([-1, 1])), y=float(rng.uniform(lo, hi)),
-        drift=float(rng.uniform(-0.03, 0.03)), rx=float(rng.uniform(0.12, 0.2)), ry=ry,
-        depth=float(rng.uniform(0.3, 0.5))))
-  return passes
+def _shadow_look(rng, bands) -> dict:
+  lo, hi = bands[int(rng.integers(len(bands)))]
+  return dict(direction=int(rng.choice([-1, 1])), y=float(rng.uniform(lo, hi)),
+              drift=float(rng.uniform(-0.03, 0.03)), rx=float(rng.uniform(0.12, 0.2)),
+              ry=float(rng.uniform(0.06, 0.1)), depth=float(rng.uniform(0.3, 0.5)))
+
+
+def _plan_shadows(rng, windows, bands, replay: bool) -> list[_ShadowPass]:
+  look = _shadow_look(rng, bands) if replay else None
+  return [_ShadowPass(t0=t0, n=n, **(look or _shadow_look(rng, bands))) for t0, n in windows]
 
 
 def _apply_shadow(img, view: _View, sp: _ShadowPass, t: int) -> bool:
   """Darkens a soft ellipse (compact support) in place; returns whether it touched the frame."""
-  cx, cy = sp.center(t)
-  if not (-sp.rx < cx < 1 + sp.rx):
+  if not sp.t0 <= t < sp.t0 + sp.n:
     return False
+  cx, cy = sp.center(t)
   x0, x1 = max(0, int((cx - sp.rx) * view.w)), min(view.w, int((cx + sp.rx) * view.w) + 2)
   y0, y1 = max(0, int((cy - sp.ry) * view.h)), min(view.h, int((cy + sp.ry) * view.h) + 2)
   if x0 >= x1 or y0 >= y1:
@@ -846,34 +969,31 @@ def _apply_shadow(img, view: _View, sp: _ShadowPass, t: int) -> bool:
   return bool(soft.max() > 0)
 
 
-def _plan_lighting(rng, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-  """Per-frame RGB gains [T, 3] (1 = no change) and the flag of the frames it affects."""
+def _plan_lighting(rng, windows, n_frames: int, replay: bool) -> np.ndarray:
+  """Per-frame RGB gains [T, 3] (1 = no change): a drift with a tint, maybe flickering."""
   gains = np.ones((n_frames, 3), np.float32)
-  flags = np.zeros(n_frames, bool)
-  for _ in range(1 if n_frames < 100 else int(rng.integers(1, 3))):
-    length = max(4, int(n_frames * rng.uniform(0.35, 0.9)))
-    t0 = int(rng.integers(0, max(1, n_frames - length // 2)))
-    amp = rng.uniform(0.12, 0.3) * rng.choice([-1, 1])
-    tint = np.array([1 + rng.uniform(-0.3, 0.3), 1.0, 1 + rng.uniform(-0.3, 0.3)])
-    ramp = max(1, length // 4)
-    flicker = rng.random() < 0.6
-    for t in range(t0, min(n_frames, t0 + length)):
-      env = min(1.0, (t - t0 + 1) / ramp, (t0 + length - t) / ramp)
+  look = None
+  for t0, n in windows:
+    if look is None or not replay:
+      look = (rng.uniform(0.12, 0.3) * rng.choice([-1, 1]),
+              np.array([1 + rng.uniform(-0.3, 0.3), 1.0, 1 + rng.uniform(-0.3, 0.3)]),
+              rng.random() < 0.6)
+    amp, tint, flicker = look
+    ramp = max(1, n // 4)
+    for i in range(max(0, -t0), min(n, n_frames - t0)):
+      env = min(1.0, (i + 1) / ramp, (n - i) / ramp)
       g = 1.0 + amp * env * tint
       if flicker:
         g = g + rng.uniform(-0.05, 0.05)
-      gains[t] *= g.astype(np.float32)
-      flags[t] = True
-  return gains, flags
+      gains[t0 + i] *= g.astype(np.float32)
+  return gains
 
 
-def _plan_shake(rng, n_frames: int, fps: float, view: _View) -> np.ndarray:
-  """Per-frame (dx, dy) camera offsets in pixels, zero outside the shake episodes."""
+def _plan_shake(rng, windows, n_frames: int, view: _View) -> np.ndarray:
+  """Per-frame (dx, dy) camera offsets in pixels (>= 1 px inside episodes, else zero)."""
   offsets = np.zeros((n_frames, 2), np.float64)
-  for _ in range(1 if n_frames < 100 else int(rng.integers(1, 3))):
-    length = max(3, int(rng.uniform(1.5, 4.0) * fps))
-    t0 = int(rng.integers(0, max(1, n_frames - length // 2)))
-    for t in range(t0, min(n_frames, t0 + length)):
+  for t0, n in windows:
+    for t in range(max(0, t0), min(n_frames, t0 + n)):
       mag = max(1.0, rng.uniform(1.0, 2.0) * view.s / 128)
       ang = rng.uniform(0, 2 * math.pi)
       offsets[t] = mag * math.cos(ang), mag * math.sin(ang)
@@ -901,8 +1021,10 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
   """Renders one clip of `scene` with its ground truth.
 
   The process, the anomaly, each distractor and the sensor noise draw from separate random
-  streams of `seed`, so the same clip rendered with and without a distractor (or an anomaly)
-  differs only where that distractor (or anomaly) shows.
+  streams of `seed`, so the same clip rendered with and without a distractor differs only where
+  that distractor shows, and (without distractors) with and without an anomaly only where the
+  anomaly shows. With an anomaly, each distractor's schedule is replayed in every cycle and
+  balanced against the anomaly labels (module docstring, "Distractors").
 
   Args:
     scene: one of `SCENES`.
@@ -911,7 +1033,8 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
     anomaly_cycle: which cycle is abnormal (0-based); None draws one from the seed.
     distractors: names from `DISTRACTORS` to show (each at least once).
     size: frame size (H, W).
-    fps: frame rate; sets walking/flicker/shake/stall durations in frames.
+    fps: frame rate; sets the gait and stall durations in frames (distractor episodes are
+      fractions of a cycle).
     seed: clip seed (process jitter, anomaly details, distractors, noise).
     background_seed: seed of the static camera view, shared by all clips of a benchmark.
     cycle_range: (min, max) normal cycle length in frames; None = 4-8 s at `fps`.
@@ -954,17 +1077,28 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
   states, labels, starts = impl.timeline(lengths, proc_rng, anomaly, anomaly_cycle, anom_rng, fps)
   n = len(states)
 
-  # Each distractor has its own stream: adding one never changes another.
+  # Each distractor has its own stream: adding one never changes how another looks. A clip
+  # with an anomaly replays one schedule per distractor in every cycle, balanced against the
+  # anomaly and then against the union with the ones before it (see "distractors" above), so
+  # there adding one may shift the phase of those after it in DISTRACTORS.
   streams = {d: _rng(seed, 10 + i) for i, d in enumerate(DISTRACTORS)}
+  lengths = np.diff(np.append(starts, n))
+  replay = anomaly is not None
+  windows = {}
   flags = np.zeros((n, len(DISTRACTORS)), bool)
-  walkers = _plan_walkers(streams["person"], n, fps) if "person" in distractors else []
-  shadows = (_plan_shadows(streams["shadow"], n, fps, impl.shadow_bands)
-             if "shadow" in distractors else [])
-  gains, flags[:, 1] = (_plan_lighting(streams["lighting"], n) if "lighting" in distractors
-                        else (None, False))
-  offsets = (_plan_shake(streams["shake"], n, fps, view) if "shake" in distractors else None)
-  if offsets is not None:
-    flags[:, 3] = np.any(offsets != 0, axis=1)
+  for k, d in enumerate(DISTRACTORS):
+    if d in distractors:
+      windows[d] = _schedule(streams[d], starts, lengths, labels, _WIDTHS[d], replay,
+                             shown=flags.any(axis=1))
+      flags[:, k] = _windows_flags(windows[d], n)
+  walkers = (_plan_walkers(streams["person"], windows["person"], fps, view, replay)
+             if "person" in windows else [])
+  shadows = (_plan_shadows(streams["shadow"], windows["shadow"], impl.shadow_bands, replay)
+             if "shadow" in windows else [])
+  gains = (_plan_lighting(streams["lighting"], windows["lighting"], n, replay)
+           if "lighting" in windows else None)
+  offsets = (_plan_shake(streams["shake"], windows["shake"], n, view)
+             if "shake" in windows else None)
 
   bg, fg, alpha = _static_layers(scene, size, int(background_seed))
   h, w = size
@@ -974,10 +1108,8 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
   for t, state in enumerate(states):
     canvas = bg.copy()
     for walker in walkers:
-      x, _ = walker.x_at(t)
-      if abs(x - 0.5) < 0.5 + _PERSON_HALF_WIDTH * walker.scale:
+      if walker.x_at(t) is not None:
         _draw_person(canvas[:horizon_rows], view, walker, t, impl.horizon)
-        flags[t, 0] = True
     impl.draw(canvas, state)
     if fg is not None:
       canvas[alpha] = fg[alpha]
@@ -985,7 +1117,7 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
     mask = impl.mask(state)
     img = canvas.astype(np.float32)
     for sp in shadows:
-      flags[t, 2] |= _apply_shadow(img, view, sp, t)
+      _apply_shadow(img, view, sp, t)
     if gains is not None:
       img *= gains[t]
     if offsets is not None and flags[t, 3]:
@@ -1052,10 +1184,14 @@ def _plan_benchmark(scene: str, preset: SynthPreset, seed: int) -> list[_ClipPla
         j = i // len(types)                   # j-th clip of its anomaly type
         has_d = j % 2 == 1
         anomaly, anomaly_cycle = types[i % len(types)], (j + j // 2) % cycles
+        # The k-th distracted clip of every type shows the same distractors: no anomaly type
+        # is seen with a distractor more often than another.
+        k = j // 2
+        distractors = _pick_distractors(_rng(seed, s_idx, split_idx, k, 8), k) if has_d else ()
       else:
         has_d = _spread(i, count, getattr(preset, f"{split}_distractor_clips"))
         anomaly = anomaly_cycle = None
-      distractors = _pick_distractors(rng, num_distracted) if has_d else ()
+        distractors = _pick_distractors(rng, num_distracted) if has_d else ()
       num_distracted += has_d
       plans.append(_ClipPlan(f"{split}_{i:03d}", split, cycles, anomaly, anomaly_cycle,
                              distractors, clip_seed))
@@ -1082,7 +1218,16 @@ def _intervals(labels: np.ndarray) -> list[list[int]]:
   return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
 
-def _write_clip(split_dir: pathlib.Path, name: str, clip: RenderedClip) -> None:
+def _type_index(clip: RenderedClip, anomaly_types: Sequence[str]) -> np.ndarray:
+  """int8 [T]: the index into `anomaly_types` of each anomalous frame's type, -1 if normal."""
+  index = np.full(len(clip.anomaly), -1, np.int8)
+  if clip.anomaly_type is not None:
+    index[clip.anomaly] = list(anomaly_types).index(clip.anomaly_type)
+  return index
+
+
+def _write_clip(split_dir: pathlib.Path, name: str, clip: RenderedClip,
+                anomaly_types: Sequence[str]) -> None:
   split_dir.mkdir(parents=True, exist_ok=True)
   tmp = split_dir / f".{name}.tmp"
   if tmp.exists():
@@ -1101,6 +1246,7 @@ def _write_clip(split_dir: pathlib.Path, name: str, clip: RenderedClip) -> None:
   tmp_labels = split_dir / f".{name}.labels.npz.tmp"
   _write_npz(tmp_labels, {
       "anomaly": clip.anomaly,
+      "anomaly_type_index": _type_index(clip, anomaly_types),
       "distractors": clip.distractors,
       "distractor_names": np.array(DISTRACTORS),
       "workspace_mask_bits": np.packbits(clip.workspace_mask.reshape(-1)),
@@ -1108,6 +1254,57 @@ def _write_clip(split_dir: pathlib.Path, name: str, clip: RenderedClip) -> None:
       "cycle_starts": clip.cycle_starts.astype(np.int64),
   })
   os.replace(tmp_labels, split_dir / f"{name}.labels.npz")
+
+
+class _RateCounts:
+  """Per split and distractor (and `any`): normal / anomalous frames, and those with it in view."""
+
+  def __init__(self):
+    self._counts: dict = {}
+
+  def add(self, split: str, clip: RenderedClip) -> None:
+    flags = np.concatenate([clip.distractors, clip.distractors.any(axis=1, keepdims=True)], 1)
+    a = clip.anomaly
+    for k, name in enumerate(DISTRACTORS + ("any",)):
+      f = flags[:, k]
+      c = np.array([(~a).sum(), (f & ~a).sum(), a.sum(), (f & a).sum()], np.int64)
+      entry = self._counts.setdefault(split, {}).setdefault(
+          name, {"clips": 0, "with": np.zeros(4, np.int64), "all": np.zeros(4, np.int64)})
+      entry["all"] += c
+      if f.any():
+        entry["clips"] += 1
+        entry["with"] += c
+
+  def rates(self) -> dict:
+    def rate(c, i):
+      return None if c[i] == 0 else round(float(c[i + 1] / c[i]), 4)
+    return {split: {name: {"clips": e["clips"], "normal": rate(e["with"], 0),
+                           "anomalous": rate(e["with"], 2),
+                           "all_clips": {"normal": rate(e["all"], 0),
+                                         "anomalous": rate(e["all"], 2)}}
+                    for name, e in kinds.items()}
+            for split, kinds in self._counts.items()}
+
+
+def format_distractor_rates(rates: dict, split: str = "test") -> str:
+  """benchmark.json's `distractor_rates` of one split as a few readable lines.
+
+  Args:
+    rates: the `distractor_rates` dict of a benchmark.json.
+    split: which split to show.
+
+  Returns:
+    A header line and one line per distractor (and `any`): the fraction of normal / anomalous
+    frames it is in view in, over the clips that show it, then over all clips of the split.
+  """
+  def fmt(r):
+    return "  -  " if r is None else f"{r:.3f}"
+  lines = [f"distractor in view in normal / anomalous {split} frames "
+           f"(over the clips showing it | over all clips):"]
+  for name, e in rates.get(split, {}).items():
+    lines.append(f"  {name:<9} {fmt(e['normal'])} / {fmt(e['anomalous'])} ({e['clips']:>3} clips)"
+                 f" | {fmt(e['all_clips']['normal'])} / {fmt(e['all_clips']['anomalous'])}")
+  return "\n".join(lines)
 
 
 def _resolve_preset(preset: str | SynthPreset, size) -> tuple[str, SynthPreset]:
@@ -1174,12 +1371,13 @@ def benchmark_is_complete(path) -> bool:
     path: the benchmark folder.
 
   Returns:
-    True if benchmark.json is readable with the current format and every clip it lists has its
-    frame folder and labels file.
+    True if benchmark.json is readable, of the current format and renderer version (an older
+    benchmark is stale: `stale_benchmark` says what it is), and every clip it lists has its frame
+    folder and labels file.
   """
   root = pathlib.Path(path)
   meta = _read_json(root / "benchmark.json")
-  if meta is None:
+  if meta is None or meta.get("renderer_version") != RENDERER_VERSION:
     return False
   try:
     return all((root / c["split"] / c["name"]).is_dir()
@@ -1187,6 +1385,29 @@ def benchmark_is_complete(path) -> bool:
                for c in meta["clips"])
   except (KeyError, TypeError):
     return False
+
+
+def stale_benchmark(path) -> str | None:
+  """What a benchmark of another format or renderer version in `path` is, else None.
+
+  Args:
+    path: the benchmark folder (`<out_dir>/<scene>`).
+
+  Returns:
+    A description such as "jaxvad-synth/1, renderer 1 (this jaxvad: jaxvad-synth/2, renderer
+    2)" if `path/benchmark.json` is a jaxvad benchmark file from another version; None if it is
+    current, missing or unreadable.
+  """
+  try:
+    meta = json.loads((pathlib.Path(path) / "benchmark.json").read_text())
+  except (OSError, ValueError):
+    return None
+  if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("jaxvad-synth/"):
+    return None
+  if meta.get("format") == FORMAT and meta.get("renderer_version") == RENDERER_VERSION:
+    return None
+  return (f"{meta.get('format')}, renderer {meta.get('renderer_version')} (this jaxvad: "
+          f"{FORMAT}, renderer {RENDERER_VERSION})")
 
 
 def write_benchmark(out_dir, *, scene: str, preset: str | SynthPreset = "tiny",
@@ -1204,7 +1425,8 @@ def write_benchmark(out_dir, *, scene: str, preset: str | SynthPreset = "tiny",
     preset: a name from `PRESETS` (or a `SynthPreset`).
     size: (H, W) overriding the preset's frame size.
     seed: benchmark seed; also seeds the static background shared by all clips.
-    progress: show a tqdm progress bar over clips (rate and ETA).
+    progress: show a tqdm progress bar over clips (rate and ETA), then print the test
+      split's distractor rates (`format_distractor_rates`).
 
   Returns:
     The benchmark folder `<out_dir>/<scene>`.
@@ -1229,6 +1451,7 @@ def write_benchmark(out_dir, *, scene: str, preset: str | SynthPreset = "tiny",
   root.mkdir(parents=True, exist_ok=True)
 
   entries = []
+  counts = _RateCounts()
   plans = _plan_benchmark(scene, spec, seed)
   for plan in tqdm.tqdm(plans, desc=f"synth {scene}/{preset_name}", unit="clip",
                         disable=not progress):
@@ -1236,7 +1459,8 @@ def write_benchmark(out_dir, *, scene: str, preset: str | SynthPreset = "tiny",
                        anomaly_cycle=plan.anomaly_cycle, distractors=plan.distractors,
                        size=spec.size, fps=spec.fps, seed=plan.seed, background_seed=seed,
                        cycle_range=(spec.cycle_min, spec.cycle_max))
-    _write_clip(root / plan.split, plan.name, clip)
+    _write_clip(root / plan.split, plan.name, clip, ANOMALIES[scene])
+    counts.add(plan.split, clip)
     entries.append({
         "name": plan.name, "split": plan.split, "num_frames": int(len(clip.frames)),
         "anomaly_type": plan.anomaly, "anomaly_intervals": _intervals(clip.anomaly),
@@ -1245,9 +1469,15 @@ def write_benchmark(out_dir, *, scene: str, preset: str | SynthPreset = "tiny",
     })
   tmp = root / "benchmark.json.tmp"
   # One line per header key and per clip: diffable, and short even for the paper preset.
+  rates = counts.rates()
   lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in header.items()]
-  lines += [' "clips": ['] + [f"  {json.dumps(e)}," for e in entries]
+  lines += [' "distractor_rates": {']
+  lines += [f"  {json.dumps(s)}: {json.dumps(r)}," for s, r in rates.items()]
+  lines[-1] = lines[-1].rstrip(",")
+  lines += [' },', ' "clips": ['] + [f"  {json.dumps(e)}," for e in entries]
   lines[-1] = lines[-1].rstrip(",")
   tmp.write_text("{\n" + "\n".join(lines) + "\n ]\n}\n")
   os.replace(tmp, root / "benchmark.json")
+  if progress:
+    print(f"{scene}/{preset_name}: " + format_distractor_rates(rates))
   return root

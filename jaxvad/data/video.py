@@ -29,9 +29,16 @@ import numpy as np
 from jaxvad.errors import DataError
 
 __all__ = [
-    "VIDEO_SUFFIXES", "FRAME_SUFFIXES", "list_frame_files", "read_frames", "write_video",
-    "write_frames", "check_labels",
+    "VIDEO_SUFFIXES", "FRAME_SUFFIXES", "list_frame_files", "read_frames", "check_readable",
+    "write_video", "write_frames", "check_labels",
 ]
+
+# FFmpeg and OpenCV print their own lines for a bad file ("moov atom not found", "[ WARN:0]
+# ... can't be used to capture by name") before the DataError below says the same in one
+# line; keep them quiet unless the user asked for their logs.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+if "OPENCV_LOG_LEVEL" not in os.environ:
+  cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -253,19 +260,49 @@ def read_frames(path: PathLike, *, size: tuple[int, int] | None = None,
   """
   path = pathlib.Path(path)
   prep = _FramePrep(size=size, roi=roi, grayscale=grayscale, source=path)
+  if _source_kind(path) == "folder":
+    frames = _read_folder(path, prep)
+  else:
+    frames = _read_video(path, prep)
+  return np.stack(frames)
+
+
+def _source_kind(path: pathlib.Path) -> str:
+  """"folder" or "video"; anything else (missing, a single image, a text file) is a DataError."""
   if not path.exists():
     raise DataError(f"{path} does not exist; pass a video file or a folder of frames")
   if path.is_dir():
-    frames = _read_folder(path, prep)
-  elif path.suffix.lower() in VIDEO_SUFFIXES:
-    frames = _read_video(path, prep)
-  elif path.suffix.lower() in FRAME_SUFFIXES:
+    return "folder"
+  if path.suffix.lower() in VIDEO_SUFFIXES:
+    return "video"
+  if path.suffix.lower() in FRAME_SUFFIXES:
     raise DataError(f"{path} is a single image; pass the folder that holds the frames")
-  else:
-    raise DataError(f"{path}: unsupported file type {path.suffix!r}; pass a video "
-                    f"({', '.join(VIDEO_SUFFIXES)}) or a folder of frames "
-                    f"({', '.join(FRAME_SUFFIXES)})")
-  return np.stack(frames)
+  raise DataError(f"{path}: unsupported file type {path.suffix!r}; pass a video "
+                  f"({', '.join(VIDEO_SUFFIXES)}) or a folder of frames "
+                  f"({', '.join(FRAME_SUFFIXES)})")
+
+
+def check_readable(path: PathLike) -> None:
+  """Fails fast on an input `read_frames` would refuse, decoding only its first frame.
+
+  For commands that check their inputs before seconds of set-up: a missing path, an unsupported
+  file, an empty folder, or a video / first image that cannot be decoded. Later frames (a
+  truncated tail, mixed sizes) are checked when `read_frames` reads them all.
+
+  Raises:
+    DataError: as `read_frames`, naming the file.
+  """
+  path = pathlib.Path(path)
+  if _source_kind(path) == "folder":
+    decode_image(list_frame_files(path)[0])
+    return
+  with open_video(path) as cap:
+    try:
+      ok, _ = cap.read()
+    except cv2.error:
+      ok = False
+  if not ok:
+    raise DataError(f"video {path} decoded 0 frames: {VIDEO_HINT}")
 
 
 def _check_frames(frames, *, what: str) -> np.ndarray:

@@ -10,26 +10,30 @@ Two layers, so every command computes its numbers the same way:
 * `Scorer` turns a trained run into those raw scores: it reads the method's `ScoreSpec` (which
   outputs are score terms, whether higher is anomalous, how many leading frames are unscored,
   which output is an image) and nothing else about the method; with a masker run it scores
-  inside that model's background masks (paper 000). `evaluate_clips` = `Scorer` +
+  inside that model's background masks (paper 000), and with `score.reduce` = max_patch /
+  top_k_patches it scores the worst patches of the image (paper 004). `evaluate_clips` = `Scorer` +
   `evaluate_scores` + the worst frames for the report's heat maps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxvad import config as config_lib
-from jaxvad import inference, methods
+from jaxvad import inference, methods, scoring
 from jaxvad.errors import ConfigError
 from jaxvad.evaluation import protocol as protocol_lib
 from jaxvad.evaluation import thresholds
-from jaxvad.methods.base import ScoreSpec
+from jaxvad.methods.base import PatchReduction, ScoreSpec
 
-__all__ = ["GROUPS", "Scored", "clip_groups", "detector_spec", "protocol_for", "combine_terms",
-           "Scorer", "evaluate_scores", "evaluate_clips"]
+__all__ = ["GROUPS", "Scored", "clip_groups", "detector_spec", "patch_reduction", "protocol_for",
+           "combine_terms", "patch_score_step", "Scorer", "evaluate_scores", "evaluate_clips"]
 
 GROUPS = ("all", "no_distractors", "with_distractors")
 
@@ -44,12 +48,15 @@ class Scored:
     labels: bool `[T]` (True = anomalous), or None for unlabelled (normal validation) clips.
     has_distractors: the clip shows a distractor (person, lighting, ...) at some point.
     distractors: bool `[T, K]` per-frame distractor flags, if known.
+    types: str `[T]` anomaly type of each anomalous frame ("" on normal frames), or None when
+      unknown (`Clip.frame_types`): adds per-type metrics.
   """
   name: str
   raw: np.ndarray
   labels: np.ndarray | None = None
   has_distractors: bool = False
   distractors: np.ndarray | None = None
+  types: np.ndarray | None = None
 
 
 def clip_groups(clips: Sequence) -> dict[str, list[int]]:
@@ -71,7 +78,30 @@ def detector_spec(config, *, run: str = "RUN") -> ScoreSpec:
   method = methods.get(config.method)
   if not method.is_detector:
     raise ConfigError(method.not_a_detector.format(workdir=run))
-  return method.score(config)
+  spec = method.score(config)
+  reduction = patch_reduction(config, spec)
+  return spec if reduction is None else spec.patch_reduced(reduction)
+
+
+def patch_reduction(config, spec: ScoreSpec) -> PatchReduction | None:
+  """The config's patch reduction of a detector's score (`score.reduce`), None for "frame".
+
+  Patch sizes stay as configured (0 = automatic) until `Scorer` sees the frame size.
+
+  Raises:
+    ConfigError: a patch reduction of a score that cannot be recomputed from the method's
+      image (its ScoreSpec has no `image_metric`).
+  """
+  s = config.score
+  if s.reduce == "frame":
+    return None
+  if spec.image_metric is None:
+    raise ConfigError(f"score.reduce = {s.reduce!r} recomputes the score from patches of the "
+                      f"model's image, but method {config.method!r} declares no image_metric "
+                      f"in its ScoreSpec; use score.reduce = frame")
+  return PatchReduction(metric=s.patch_metric, reduce=s.reduce, patch_size=s.patch_size,
+                        stride=s.patch_stride,
+                        top_k=s.top_k if s.reduce == "top_k_patches" else 1)
 
 
 def protocol_for(config, spec: ScoreSpec | None = None) -> protocol_lib.Protocol:
@@ -107,31 +137,140 @@ def combine_terms(spec: ScoreSpec, terms: dict[str, np.ndarray]) -> np.ndarray:
   return total
 
 
+# The whole-frame metrics a ScoreSpec's image_metric names.
+_FRAME_METRICS = {"psnr": scoring.psnr, "mse": scoring.mse, "ssim": scoring.ssim}
+
+
+def _patch_terms(image, target, mask, reduction: PatchReduction):
+  """Per-patch values `[N, gh, gw]` and their per-frame reduction `[N]` of images and target
+  frames `[N, H, W, C]` in [0, 1] (patch sizes resolved from the static frame size)."""
+  height, width = image.shape[-3:-1]
+  size, stride = scoring.patch_geometry(height, width, patch_size=reduction.patch_size,
+                                        stride=reduction.stride, metric=reduction.metric)
+  values = scoring.patch_scores(image, target, metric=reduction.metric, patch_size=size,
+                                stride=stride, mask=mask)
+  return values, scoring.reduce_patches(values, metric=reduction.metric,
+                                        reduce=reduction.reduce, top_k=reduction.top_k)
+
+
+def _frame_terms(image, target, mask, metric: str):
+  """The whole-frame `metric` `[N]` of images and target frames (the shape of `_patch_terms`'
+  reduced output, so both run through `_chunked`)."""
+  values = _FRAME_METRICS[metric](image, target, mask=mask)
+  return values, values
+
+
+# Jitted once per (shapes, setting): the masked and report paths score host arrays with them,
+# in fixed chunks of frames, so a benchmark of clips of many lengths compiles each once.
+_patch_terms_jit = jax.jit(_patch_terms, static_argnames="reduction")
+_frame_terms_jit = jax.jit(_frame_terms, static_argnames="metric")
+
+
+def _chunked(fn, image, target, mask, *, chunk: int = 32, **static):
+  """`fn(image, target, mask, **static) -> (values, reduced)` over fixed chunks of frames of
+  host arrays (the last chunk padded by repeating its last frame); outputs concatenated."""
+  values, reduced = [], []
+  for i in range(0, len(image), chunk):
+    parts = [image[i:i + chunk], target[i:i + chunk]] + ([] if mask is None else
+                                                         [mask[i:i + chunk]])
+    n = len(parts[0])
+    parts = [np.concatenate([p, np.repeat(p[-1:], chunk - n, axis=0)]) for p in parts]
+    v, r = fn(parts[0], parts[1], None if mask is None else parts[2], **static)
+    values.append(np.asarray(v)[:n])
+    reduced.append(np.asarray(r)[:n])
+  if not values:
+    return np.zeros((0,)), np.zeros((0,))
+  return np.concatenate(values), np.concatenate(reduced)
+
+
+def patch_score_step(score_step: Callable, spec: ScoreSpec) -> Callable:
+  """`score_step` plus the spec's patch-reduced term, in the same pure (jittable) step.
+
+  The term (`spec.terms[0].name`) is recomputed from the step's image output clipped to
+  [0, 1] and the window's uint8 frames (its last frame for a frame predictor) scaled to
+  [0, 1], with `spec.reduction` (`jaxvad.scoring.patch_scores` + `reduce_patches`).
+
+  Args:
+    score_step: the method's pure `(state, batch) -> outputs`.
+    spec: its patch-reduced `ScoreSpec` (`ScoreSpec.patch_reduced`; sizes may be 0 =
+      automatic, resolved from the traced frame size).
+
+  Returns:
+    The pure step `(state, batch) -> outputs`, with the term added; callers jit it.
+  """
+  reduction, name = spec.reduction, spec.terms[0].name
+
+  def step(state, batch):
+    out = dict(score_step(state, batch))
+    frames = batch["frames"]
+    target = (frames[:, -1:] if spec.last_only else frames).astype(jnp.float32) / 255.0
+    image = jnp.clip(out[spec.image], 0.0, 1.0)
+    out[name] = _patch_terms(image, target, None, reduction)[1]
+    return out
+
+  return step
+
+
 class Scorer:
   """A trained detector ready to score clips: raw scores, optionally inside learned masks.
+
+  With `score.reduce = frame` the raw score is the method's own (`score_step`'s terms, as
+  trained). With a patch reduction (`max_patch`, `top_k_patches`) the single term is
+  recomputed from the method's image inside the same jitted window step
+  (`patch_score_step`): the worst patches' metric, `spec.reduction` (patch sizes resolved
+  when the first clip is scored, so the record names pixels).
 
   Args:
     config, state: the detector's run (`train.load_trained`).
     masker: optional (config, state) of a masking model's run (`Method.masker`): scores are
-      then the spec's `masked_score` inside that model's mask of each clip.
+      then the spec's `image_metric` (or patch reduction) inside that model's mask of each
+      clip.
   """
 
   def __init__(self, config, state, *, masker=None):
     self.config, self.state = config, state
     self.spec = detector_spec(config)
+    step = methods.get(config.method).score_step
+    if self.spec.reduction is not None:
+      step = patch_score_step(step, self.spec)
     self.runner = inference.WindowRunner(
-        methods.get(config.method).score_step, window=config.data.window,
-        batch_size=config.score.batch_size, last_only=self.spec.last_only)
+        step, window=config.data.window, batch_size=config.score.batch_size,
+        last_only=self.spec.last_only)
     self.masker = masker
     if masker is not None:
       m_method = methods.get(masker[0].method)
       if m_method.masker is None:
         raise ConfigError(f"--mask-from needs a masking model's run; method "
                           f"{masker[0].method!r} makes no masks")
-      if self.spec.masked_score is None:
+      if self.spec.image_metric is None:
         raise ConfigError(f"method {config.method!r} cannot score inside a mask (its ScoreSpec "
-                          "has no masked_score)")
+                          "has no image_metric)")
     self.empty_mask_frames = 0
+
+  def _resolve(self, frame_size) -> PatchReduction | None:
+    """The patch reduction with sizes for `frame_size` (H, W), recorded in `spec`; None for
+    whole-frame scores.
+
+    Raises:
+      ConfigError: patches that do not fit the frames (names the score.* key).
+    """
+    if self.spec.reduction is None:
+      return None
+    s = self.config.score
+    h, w = (int(v) for v in frame_size)
+    try:
+      size, stride = scoring.patch_geometry(h, w, patch_size=s.patch_size, stride=s.patch_stride,
+                                            metric=s.patch_metric)
+    except ValueError as e:
+      raise ConfigError(f"score.patch_size = {s.patch_size}, score.patch_stride = "
+                        f"{s.patch_stride} (0 = automatic): {e}") from None
+    count = ((h - size) // stride + 1) * ((w - size) // stride + 1)
+    reduction = dataclasses.replace(self.spec.reduction, patch_size=size, stride=stride)
+    if reduction.top_k > count:
+      raise ConfigError(f"score.top_k = {reduction.top_k} exceeds the {count} patches of "
+                        f"{size} px every {stride} px in {h}x{w} frames")
+    self.spec = self.spec.patch_reduced(reduction)
+    return reduction
 
   def mask_record(self) -> dict | None:
     """What the masked scores used, for result files (None without a masker)."""
@@ -142,26 +281,38 @@ class Scorer:
             "empty_mask_rule": "a frame whose mask keeps no pixel gets the clip's least "
                                "anomalous score (nothing left to flag)"}
 
+  def clip_mask(self, frames: np.ndarray) -> np.ndarray | None:
+    """The masker's float32 `[T, H, W]` background mask of a clip (None without a masker)."""
+    if self.masker is None:
+      return None
+    m_config, m_state = self.masker
+    return methods.get(m_config.method).masker(m_config, m_state, frames)
+
   def score(self, frames: np.ndarray) -> np.ndarray:
     """float64 `[T]` raw score of every frame of a clip (NaN on unscored frames)."""
     spec = self.spec
+    self._resolve(frames.shape[1:3])
     if self.masker is None:
-      terms = self.runner.clip_outputs(self.state, frames, [t.name for t in spec.terms])
-      return combine_terms(spec, terms)
-    m_config, m_state = self.masker
-    mask = methods.get(m_config.method).masker(m_config, m_state, frames)
+      terms = self.runner.clip_outputs(self.state, frames, [t.name for t in self.spec.terms])
+      return combine_terms(self.spec, terms)
     image = self.runner.clip_outputs(self.state, frames, [spec.image])[spec.image]
-    return self.masked(image, frames, mask)
+    return self.masked(image, frames, self.clip_mask(frames))
 
   def masked(self, image: np.ndarray, frames: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The raw score recomputed from the model's images `[T, H, W, C]` inside `mask`
-    (`[T, H, W]`, None = whole frame); frames no window predicted stay NaN."""
+    (`[T, H, W]`, None = whole frame): the spec's `image_metric` or its patch reduction,
+    jitted over fixed chunks of frames; frames no window predicted stay NaN."""
+    reduction = self._resolve(frames.shape[1:3])
     scored = np.isfinite(image.reshape(len(image), -1)).all(axis=1)
     raw = np.full(len(frames), np.nan)
     target = frames[scored].astype(np.float32) / 255.0
     m = None if mask is None else np.asarray(mask, np.float32)[scored]
-    values = np.asarray(self.spec.masked_score(np.clip(image[scored], 0, 1), target, m),
-                        np.float64)
+    pred = np.clip(image[scored], 0, 1)
+    if reduction is None:
+      values = _chunked(_frame_terms_jit, pred, target, m, metric=self.spec.image_metric)[1]
+    else:
+      values = _chunked(_patch_terms_jit, pred, target, m, reduction=reduction)[1]
+    values = np.asarray(values, np.float64)
     empty = ~np.isfinite(values)
     if empty.any():   # nothing left to score: the clip's least anomalous value
       self.empty_mask_frames += int(empty.sum())
@@ -171,6 +322,39 @@ class Scorer:
       values[empty] = fill
     raw[scored] = values
     return raw
+
+  def fired_patches(self, frames: np.ndarray, t: int, image: np.ndarray) -> dict | None:
+    """The patches behind frame t's patch-reduced score, for the report (None for whole-frame
+    scores).
+
+    Args:
+      frames: the clip's uint8 frames `[T, H, W, C]` (its mask, with a masker, comes from
+        all of them).
+      t: the frame.
+      image: the model's image of frame t, float `[H, W, C]` in [0, 1].
+
+    Returns:
+      {"metric", "reduce", "patch_size", "stride", "top_k", "grid": [gh, gw], "corners":
+      [[y, x], ...] top-left pixels of the patches the reduction used, worst first, "values":
+      their values}.
+    """
+    reduction = self._resolve(frames.shape[1:3])
+    if reduction is None:
+      return None
+    mask = self.clip_mask(frames)
+    values = _chunked(
+        _patch_terms_jit, np.clip(image, 0, 1)[None].astype(np.float32),
+        frames[t:t + 1].astype(np.float32) / 255.0,
+        None if mask is None else np.asarray(mask, np.float32)[t:t + 1], reduction=reduction)[0][0]
+    worse = np.where(np.isfinite(values),
+                     values if self.spec.higher_is_anomalous else -values, -np.inf).ravel()
+    order = np.argsort(-worse, kind="stable")[:reduction.top_k]
+    order = order[np.isfinite(worse[order])]
+    gh, gw = values.shape
+    return {**dataclasses.asdict(reduction), "grid": [gh, gw],
+            "corners": [[int(k // gw) * reduction.stride, int(k % gw) * reduction.stride]
+                        for k in order],
+            "values": [float(values.ravel()[k]) for k in order]}
 
   def images(self, frames: np.ndarray, frame_idx: Sequence[int]) -> dict[str, np.ndarray]:
     """The spec's image (and pixel map) outputs of chosen frames: {"image": float32
@@ -195,7 +379,8 @@ def _pad_dropped(scores: np.ndarray, drop: int) -> np.ndarray:
 
 def evaluate_scores(test: Sequence[Scored], *, val: Sequence[Scored] = (),
                     protocol: protocol_lib.Protocol, threshold: str = "none",
-                    threshold_param: float = 0.0) -> dict:
+                    threshold_param: float = 0.0, bootstrap: int = 1000,
+                    bootstrap_seed: int = 0) -> dict:
   """Frame and event metrics of scored test clips, per group, at a validation threshold.
 
   Args:
@@ -205,12 +390,15 @@ def evaluate_scores(test: Sequence[Scored], *, val: Sequence[Scored] = (),
     protocol: how raw scores become anomaly scores (`protocol_for`).
     threshold: a `thresholds` method calibrated on the processed validation scores, or "none".
     threshold_param: its parameter (`config.THRESHOLD_PARAMS`).
+    bootstrap: resamples of the bootstrap over test clips behind every metric's 95 % interval
+      (0: none); bootstrap_seed: its seed. Each group resamples its own clips.
 
   Returns:
-    {"protocol", "threshold" (record or None), "metrics": {group: `protocol.evaluate` result +
-    "clips"}, "groups": {group: [clip names]}, "clips": [{name, labels, raw, score (processed,
-    NaN on dropped frames), flags (score >= threshold, or None), has_distractors,
-    distractors}], "val": [{name, raw}]}.
+    {"protocol", "threshold" (record or None), "metrics": {group: `protocol.evaluate` result
+    (with "auroc_ci" etc. and, where clips carry `types`, "per_type") + "clips"}, "groups":
+    {group: [clip names]}, "clips": [{name, labels, raw, score (processed, NaN on dropped
+    frames), flags (score >= threshold, or None), has_distractors, distractors, types}],
+    "val": [{name, raw}]}.
 
   Raises:
     ValueError: an unlabelled test clip.
@@ -239,12 +427,14 @@ def evaluate_scores(test: Sequence[Scored], *, val: Sequence[Scored] = (),
     videos.append(video)
     clips.append({"name": clip.name, "labels": video.labels, "raw": clip.raw, "score": score,
                   "flags": flags, "has_distractors": clip.has_distractors,
-                  "distractors": clip.distractors})
+                  "distractors": clip.distractors, "types": clip.types})
 
   summary, groups = {}, {}
   for name, members in clip_groups(test).items():
-    summary[name] = protocol_lib.evaluate(protocol, [videos[i] for i in members],
-                                          threshold=calibrated)
+    summary[name] = protocol_lib.evaluate(
+        protocol, [videos[i] for i in members], threshold=calibrated,
+        types=[test[i].types for i in members], bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed)
     summary[name]["clips"] = len(members)
     groups[name] = [test[i].name for i in members]
   return {"protocol": protocol.to_dict(),
@@ -261,7 +451,7 @@ def scored_clip(scorer: Scorer, clip) -> Scored:
   return Scored(clip.name, scorer.score(clip.frames),
                 None if clip.labels is None else clip.labels.astype(bool),
                 has_distractors=bool(clip.meta.get("distractors")) if clip.meta else False,
-                distractors=clip.distractors)
+                distractors=clip.distractors, types=getattr(clip, "frame_types", None))
 
 
 def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), masker=None,
@@ -280,7 +470,8 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
     `evaluate_scores`' result plus "score_spec" (the method's declaration), "mask" (what the
     masked scores used, or None) and "worst_frames": [{clip, frame, score, label,
     frame_image uint8 [H, W, C], image float [H, W, C] in [0, 1], pixel_map (if the method has
-    one), model_output}] for the report's heat maps.
+    one), model_output, patches (with a patch reduction: `Scorer.fired_patches`)}] for the
+    report's heat maps.
   """
   wrap = progress or (lambda xs, desc: xs)
   scorer = Scorer(config, state, masker=masker)
@@ -289,7 +480,8 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
   test = [scored_clip(scorer, c) for c in wrap(clips, "score test")]
   result = evaluate_scores(test, val=val, protocol=protocol_for(config, scorer.spec),
                            threshold=config.score.threshold,
-                           threshold_param=config.score.threshold_param)
+                           threshold_param=config.score.threshold_param,
+                           bootstrap=config.score.bootstrap)
   result["score_spec"] = scorer.spec.to_dict()
   result["mask"] = scorer.mask_record()
   result["worst_frames"] = _worst_frames(scorer, clips, result["clips"],
@@ -298,7 +490,8 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
 
 
 def _worst_frames(scorer: Scorer, clips, results, *, count: int) -> list[dict]:
-  """The highest-scoring frame of each of the `count` highest-scoring clips."""
+  """The highest-scoring frame of each of the `count` highest-scoring clips (with a patch
+  reduction, the patches that fired: `Scorer.fired_patches`)."""
   if not scorer.spec.image:
     return []
   peaks = [(np.nanmax(r["score"]), i, int(np.nanargmax(r["score"])))
@@ -306,8 +499,10 @@ def _worst_frames(scorer: Scorer, clips, results, *, count: int) -> list[dict]:
   worst = []
   for score, i, t in sorted(peaks, reverse=True)[:count]:
     out = scorer.images(clips[i].frames, [t])
+    patches = scorer.fired_patches(clips[i].frames, t, out["image"][0])
     worst.append({"clip": results[i]["name"], "frame": t, "score": float(score),
                   "label": bool(results[i]["labels"][t]), "frame_image": clips[i].frames[t],
                   "image": out["image"][0], "model_output": scorer.spec.image_kind,
-                  **({"pixel_map": out["pixel_map"][0]} if "pixel_map" in out else {})})
+                  **({"pixel_map": out["pixel_map"][0]} if "pixel_map" in out else {}),
+                  **({"patches": patches} if patches is not None else {})})
   return worst

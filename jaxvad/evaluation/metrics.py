@@ -1,4 +1,5 @@
-"""Frame- and event-level metrics (scikit-learn) and score smoothing, on NumPy arrays on the host.
+"""Frame- and event-level metrics (scikit-learn) and score smoothing, on NumPy arrays on the host,
+and `bootstrap_intervals`: percentile intervals of AUROC / AUPR / EER from a bootstrap over clips.
 
 Conventions used throughout:
 
@@ -17,10 +18,12 @@ from typing import Sequence
 
 import numpy as np
 from sklearn import metrics as skm
+from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
 
 __all__ = [
     "moving_average", "frame_auroc", "frame_aupr", "frame_metrics", "frame_roc", "frame_eer",
     "confusion_counts", "confusion_rates", "intervals", "event_metrics", "event_roc", "event_auc",
+    "bootstrap_intervals",
 ]
 
 _NAN = float("nan")
@@ -369,3 +372,202 @@ def event_roc(labels_per_video: Sequence, scores_per_video: Sequence) -> dict:
 def event_auc(labels_per_video: Sequence, scores_per_video: Sequence) -> float:
   """Area under `event_roc`'s curve (NaN without both kinds of interval)."""
   return event_roc(labels_per_video, scores_per_video)["auc"]
+
+
+# --------------------------------------------------------------------------- bootstrap over clips
+
+
+_BOOTSTRAP_METRICS = ("auroc", "aupr", "eer")
+
+
+def _clip_tables(labels_per_clip, scores_per_clip) -> dict:
+  """Per-clip frame counts at the score levels that hold an anomalous frame, highest first.
+
+  Only those levels matter: between two of them the ROC runs straight (normal frames only) and
+  precision is read only where recall steps. Returns float64 `[clips, K]` arrays "pos_at" /
+  "neg_at" (anomalous / normal frames at level k), "pos_cum" / "neg_cum" (frames with score >=
+  level k), `[clips]` totals "pos" / "neg", and `[clips, clips]` pair counts "pairs_above" /
+  "pairs_tied" (anomalous frames of clip i x normal frames of clip j scoring >= / == it).
+  """
+  n = len(labels_per_clip)
+  sizes = [len(y) for y in labels_per_clip]
+  pooled = np.concatenate(labels_per_clip)
+  _, level = np.unique(-np.concatenate(scores_per_clip), return_inverse=True)  # 0 = highest
+  level = level.ravel()
+  clip = np.repeat(np.arange(n), sizes)
+  levels = np.unique(level[pooled])
+  k = levels.size
+  col = np.searchsorted(levels, level)             # positive levels strictly above, or equal
+  at = (col < k) & (levels[np.minimum(col, k - 1)] == level) if k else np.zeros_like(pooled)
+
+  def count(select, width):
+    cells = clip[select] * width + col[select]
+    return np.bincount(cells, minlength=n * width).reshape(n, width).astype(np.float64)
+
+  pos_at = count(pooled, k)
+  neg_at = count(~pooled & at, k)
+  neg_cum = np.ascontiguousarray(np.cumsum(count(~pooled, k + 1), axis=1)[:, :k])
+  return {"pos_at": pos_at, "neg_at": neg_at, "pos_cum": np.cumsum(pos_at, axis=1),
+          "neg_cum": neg_cum, "pos": pos_at.sum(axis=1),
+          # [clips, clips]: (anomalous frame of clip i, normal frame of clip j) pairs where the
+          # normal frame scores at least as high / the same.
+          "pairs_above": pos_at @ neg_cum.T, "pairs_tied": pos_at @ neg_at.T,
+          "neg": np.bincount(clip[~pooled], minlength=n).astype(np.float64)}
+
+
+def _weighted_metrics(weights: np.ndarray, tables: dict) -> dict:
+  """AUROC, AUPR (average precision) and interpolated EER of the frames of the clips pooled
+  with integer weights (`weights[r, i]` copies of clip i in resample r), one row per resample.
+
+  Each equals what `frame_auroc` / `frame_aupr` / `frame_eer` return on the concatenation of the
+  resampled clips (a clip drawn twice = each of its frames twice). NaN where a resample has
+  one class only (AUPR: no anomalous frame).
+  """
+  w = weights
+  if not tables["pos_at"].shape[1]:       # no anomalous frame anywhere
+    nan = np.full(len(w), np.nan)
+    return {"auroc": nan, "aupr": nan, "eer": nan}
+  tp_at = w @ tables["pos_at"]                                # [R, K]
+  tp, fp = w @ tables["pos_cum"], w @ tables["neg_cum"]       # frames with score >= level
+  p, n = w @ tables["pos"], w @ tables["neg"]
+  rows = np.arange(len(p))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    # Mann-Whitney: an anomalous frame beats the normal frames below it, ties count 1/2; the
+    # pair counts between clips are fixed, so AUROC is a quadratic form in the weights.
+    above = np.sum((w @ tables["pairs_above"]) * w, axis=1)
+    tied = np.sum((w @ tables["pairs_tied"]) * w, axis=1)
+    auroc = 1.0 - (above - 0.5 * tied) / (p * n)
+    aupr = np.sum(tp_at * tp / np.maximum(tp + fp, 1e-300), axis=1) / p  # recall step x precision
+    # EER: the ROC polygon of `frame_roc`, less vertices on straight runs, is B_0 A_0 B_1 A_1 ...
+    # with A_k after level k and B_k just before it. The crossing FPR = FNR lies on the segment
+    # ending at the first vertex with FPR + TPR - 1 >= 0, which is B_k or A_k for the first
+    # A_k past it.
+    gap = fp / n[:, None] + tp / p[:, None] - 1.0
+    k = np.argmax(gap >= 0, axis=1)
+    fp_a, tp_a, g_a = fp[rows, k], tp[rows, k], gap[rows, k]
+    fp_b = fp_a - np.sum(w * tables["neg_at"][:, k].T, axis=1)
+    tp_b = tp_a - tp_at[rows, k]
+    g_b = fp_b / n + tp_b / p - 1.0
+    before = k > 0
+    fp_p = np.where(before, fp[rows, k - 1], 0.0)
+    g_p = np.where(before, gap[rows, k - 1], -1.0)
+    at_b = g_b >= 0
+    f_i, g_i = np.where(at_b, fp_p, fp_b), np.where(at_b, g_p, g_b)
+    f_j, g_j = np.where(at_b, fp_b, fp_a), np.where(at_b, g_b, g_a)
+    a = np.where(g_j == 0, 1.0, -g_i / (g_j - g_i))
+    eer = (f_i + a * (f_j - f_i)) / n
+  both = (p > 0) & (n > 0)
+  return {"auroc": np.where(both, auroc, np.nan), "aupr": np.where(p > 0, aupr, np.nan),
+          "eer": np.where(both, eer, np.nan)}
+
+
+_THREADPOOLS: list = []
+
+
+def _one_blas_thread():
+  """A context in which BLAS runs on one thread (the controller is found once, then cached:
+  `threadpool_limits` would search the loaded libraries on every call, ~5 ms)."""
+  if not _THREADPOOLS:
+    _THREADPOOLS.append(ThreadpoolController())
+  return _THREADPOOLS[0].limit(limits=1, user_api="blas")
+
+
+def _bootstrap_values(checked, *, average, resamples, seed, chunk) -> dict:
+  """Every resample's AUROC, AUPR and EER (NaN where undefined), `bootstrap_intervals`' core."""
+  n = len(checked)
+  tables = _clip_tables([c[0] for c in checked], [c[1] for c in checked])
+  draws = np.random.default_rng(seed).integers(0, n, size=(int(resamples), n))
+  offsets = np.arange(draws.shape[0])[:, None] * n
+  counts = np.bincount((draws + offsets).ravel(),
+                       minlength=draws.size).reshape(draws.shape).astype(np.float64)
+
+  if average == "micro":
+    parts = [_weighted_metrics(counts[r:r + chunk], tables)
+             for r in range(0, len(counts), chunk)]
+    values = {m: np.concatenate([p[m] for p in parts]) for m in _BOOTSTRAP_METRICS}
+  else:
+    per_clip = _weighted_metrics(np.eye(n), tables)
+    used = np.isfinite(per_clip["auroc"])          # clips with both classes
+    w = counts * used
+    total = w.sum(axis=1)
+    values = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+      for m in _BOOTSTRAP_METRICS:
+        values[m] = np.where(total > 0, w @ np.where(used, per_clip[m], 0.0) / total, np.nan)
+
+  return values
+
+
+def bootstrap_intervals(labels_per_clip: Sequence, scores_per_clip: Sequence, *,
+                        average: str = "micro", resamples: int = 1000, seed: int = 0,
+                        level: float = 0.95, chunk: int = 256) -> dict:
+  """Percentile bootstrap intervals of AUROC, AUPR and EER, resampling whole clips.
+
+  Frames of one clip are not independent (an anomaly lasts many frames, scores drift slowly),
+  so the unit of resampling is the clip: each resample draws as many clips as there are, with
+  replacement (`numpy.random.default_rng(seed).integers(0, clips, (resamples, clips))`, row r
+  = resample r), and recomputes the metric the way the point estimate is computed:
+
+  * `average="micro"`: over the pooled frames of the drawn clips (a clip drawn twice counts
+    twice) — as `frame_auroc` / `frame_aupr` / `frame_eer` (interpolated) on their
+    concatenation;
+  * `average="macro"`: the mean of the per-clip metrics of the drawn clips that have both
+    classes (single-class clips are left out, as the macro protocol does).
+
+  A resample on which AUROC is undefined (micro: one class only; macro: no clip with both
+  classes) is skipped for every metric and counted. Rank-based and vectorised: one sort, then
+  a few `[resamples, K]` array operations (K = distinct scores of anomalous frames).
+
+  Args:
+    labels_per_clip: sequence of bool `[T_i]`, True = anomalous, one per clip.
+    scores_per_clip: sequence of float `[T_i]` anomaly scores (higher = more anomalous).
+    average: "micro" or "macro".
+    resamples: number of bootstrap resamples (>= 1).
+    seed: seed of the resampling generator.
+    level: coverage of the interval, in (0, 1).
+    chunk: resamples computed at once (memory: about 10 x chunk x K floats, K = distinct
+      scores of anomalous frames).
+
+  Returns:
+    {"auroc": [lo, hi], "aupr": [lo, hi], "eer": [lo, hi], "method": {"unit": "clips",
+    "interval": "percentile", "average", "resamples", "seed", "level", "clips", "used"
+    (resamples behind the intervals), "skipped" (resamples with AUROC undefined)}}; the
+    intervals are [NaN, NaN] when every resample was skipped.
+
+  Raises:
+    ValueError: bad options, mismatched or non-finite input, or no clip.
+  """
+  if average not in ("micro", "macro"):
+    raise ValueError(f"average must be 'micro' or 'macro', got {average!r}")
+  if isinstance(resamples, bool) or int(resamples) != resamples or resamples < 1:
+    raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level must be in (0, 1), got {level!r}")
+  if len(labels_per_clip) != len(scores_per_clip):
+    raise ValueError(f"{len(labels_per_clip)} label arrays but {len(scores_per_clip)} score "
+                     "arrays")
+  if not len(labels_per_clip):
+    raise ValueError("the bootstrap needs at least one clip")
+  checked = []
+  for i, (y, s) in enumerate(zip(labels_per_clip, scores_per_clip)):
+    try:
+      checked.append(_check_labels_scores(y, s))
+    except ValueError as e:
+      raise ValueError(f"clip {i}: {e}") from None
+  # The products below are small ([chunk, clips] x [clips, K]): BLAS threads only add
+  # start-up and, on a busy machine, spin-waiting (3-4x slower measured on 2 shared cores).
+  with _one_blas_thread():
+    values = _bootstrap_values(checked, average=average, resamples=int(resamples), seed=seed,
+                               chunk=chunk)
+  defined = np.isfinite(values["auroc"])     # both classes: the resample counts for every metric
+  tail = 50.0 * (1.0 - level)
+  out = {}
+  for m in _BOOTSTRAP_METRICS:
+    v = values[m][defined]
+    out[m] = np.percentile(v, [tail, 100.0 - tail]).tolist() if v.size else [_NAN, _NAN]
+  defined = int(defined.sum())
+  out["method"] = {"unit": "clips", "interval": "percentile", "average": average,
+                   "resamples": int(resamples), "seed": int(seed), "level": float(level),
+                   "clips": len(checked), "used": defined,
+                   "skipped": int(resamples) - defined}
+  return out

@@ -22,6 +22,13 @@ averaged ("macro"). Macro skips videos that hold only one class, whose AUROC is 
 per-video `roc_auc_score` would raise on them), and lists them; `macro_single_class="error"`
 raises instead.
 
+Every AUROC / AUPR / EER comes with a 95 % percentile interval from a bootstrap over the test
+videos (`metrics.bootstrap_intervals`: whole videos resampled with replacement, the metric
+recomputed the same micro or macro way; seeded, so a result file is reproducible). Given
+per-frame anomaly types, `evaluate` also reports each type's AUROC / AUPR / EER: the
+anomalous frames of that type against all normal frames of the videos (other types' frames
+left out).
+
 Presets (`PROTOCOLS`), all for a raw score that is the PSNR of the reconstructed or predicted
 frame (pass PSNR; for another raw score use `dataclasses.replace(preset, score=...,
 higher_is_anomalous=...)`):
@@ -51,7 +58,7 @@ from jaxvad.evaluation import metrics
 from jaxvad.errors import ConfigError
 
 __all__ = ["ORDER", "NORMALISATIONS", "AUROC_MODES", "MACRO_SINGLE_CLASS", "Protocol", "Video",
-           "PROTOCOLS", "get", "apply_protocol", "evaluate", "json_safe"]
+           "PROTOCOLS", "PER_TYPE_DEFINITION", "get", "apply_protocol", "evaluate", "json_safe"]
 
 ORDER = ("drop", "orient", "smooth", "normalise")
 NORMALISATIONS = ("none", "per_video_minmax")
@@ -255,7 +262,78 @@ def _mean(values: Sequence[float]) -> float:
   return float(np.mean(values)) if len(values) else float("nan")
 
 
-def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None) -> dict:
+PER_TYPE_DEFINITION = (
+    "per anomaly type X: the anomalous frames of type X against all normal frames of the "
+    "group's videos (anomalous frames of other or unknown types left out); micro: pooled over "
+    "the videos, macro: mean over the videos holding both X and normal frames")
+
+
+def _check_types(types, videos: list, drop: int) -> list:
+  """Per-video str type arrays after the drop, or None where unknown."""
+  if types is None:
+    return [None] * len(videos)
+  types = list(types)
+  if len(types) != len(videos):
+    raise ValueError(f"{len(types)} type arrays for {len(videos)} videos")
+  out = []
+  for v, t in zip(videos, types):
+    if t is None:
+      out.append(None)
+      continue
+    t = np.asarray(t).astype(str)
+    if t.shape != (v.labels.size + drop,):
+      raise ValueError(f"video {v.name!r}: frame types have shape {t.shape}, its scores "
+                       f"{(v.labels.size + drop,)}")
+    out.append(t[drop:])
+  return out
+
+
+def _metric_set(average: str, labels: list, scores: list) -> dict:
+  """AUROC, AUPR and EER of videos, micro (pooled) or macro (mean over two-class videos)."""
+  if average == "micro":
+    y, s = np.concatenate(labels), np.concatenate(scores)
+    return {"auroc": metrics.frame_auroc(y, s), "aupr": metrics.frame_aupr(y, s),
+            "eer": metrics.frame_eer(y, s)[0]}
+  both = [(y, s) for y, s in zip(labels, scores) if y.any() and not y.all()]
+  return {"auroc": _mean([metrics.frame_auroc(y, s) for y, s in both]),
+          "aupr": _mean([metrics.frame_aupr(y, s) for y, s in both]),
+          "eer": _mean([metrics.frame_eer(y, s)[0] for y, s in both])}
+
+
+def _intervals(average: str, labels: list, scores: list, bootstrap: dict) -> dict:
+  """{"auroc_ci", "aupr_ci", "eer_ci", "bootstrap"} (NaN intervals and None when off)."""
+  if not bootstrap["resamples"]:
+    nan = [float("nan")] * 2
+    return {"auroc_ci": nan, "aupr_ci": list(nan), "eer_ci": list(nan), "bootstrap": None}
+  ci = metrics.bootstrap_intervals(labels, scores, average=average, **bootstrap)
+  return {"auroc_ci": ci["auroc"], "aupr_ci": ci["aupr"], "eer_ci": ci["eer"],
+          "bootstrap": ci["method"]}
+
+
+def _per_type(average: str, processed: list, types: list, bootstrap: dict) -> dict:
+  """{type: metrics of its anomalous frames against every normal frame} (see evaluate)."""
+  names = sorted({str(x) for v, t in zip(processed, types) if t is not None
+                  for x in np.unique(t[v.labels]) if x != ""})
+  out = {}
+  for name in names:
+    labels, scores, clips = [], [], 0
+    for v, t in zip(processed, types):
+      of_type = np.zeros_like(v.labels) if t is None else v.labels & (t == name)
+      keep = ~v.labels | of_type
+      labels.append(v.labels[keep])
+      scores.append(v.scores[keep])
+      clips += bool(of_type.any())
+    y = np.concatenate(labels)
+    out[name] = {**_metric_set(average, labels, scores),
+                 **_intervals(average, labels, scores, bootstrap),
+                 "anomalous_frames": int(y.sum()), "normal_frames": int((~y).sum()),
+                 "videos_with_type": clips}
+  return out
+
+
+def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None, types=None,
+             bootstrap: int = 1000, bootstrap_seed: int = 0,
+             bootstrap_level: float = 0.95) -> dict:
   """Frame and event metrics of labelled videos under a protocol.
 
   Args:
@@ -264,13 +342,24 @@ def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None) -> dict:
     threshold: optional decision threshold on the *processed* scores (a float, or a
       `jaxvad.evaluation.thresholds.Threshold` calibrated on validation scores processed by the same
       protocol); adds confusion counts/rates and event counts at it.
+    types: optional per-video str arrays `[T]` (the raw frame axis, before the drop) naming each
+      anomalous frame's anomaly type ("" on normal frames), or None for a video whose types
+      are unknown; adds "per_type".
+    bootstrap: resamples of the bootstrap over videos behind the intervals (0: no intervals).
+    bootstrap_seed, bootstrap_level: its seed and coverage (`metrics.bootstrap_intervals`).
 
   Returns:
     A dict of plain Python values; undefined metrics are NaN (`json_safe` turns them into null):
     "protocol" (`to_dict`), "videos", "frames", "anomalous_frames", "auroc", "aupr", "eer"
-    (micro: over pooled frames; macro: mean over the videos with both classes), "eer_threshold"
+    (micro: over pooled frames; macro: mean over the videos with both classes), "auroc_ci",
+    "aupr_ci", "eer_ci" ([lo, hi] bootstrap intervals over videos, NaN without the bootstrap),
+    "bootstrap" (`bootstrap_intervals`' "method" record: unit "clips", resamples, seed, level,
+    skipped resamples; None when off), "eer_threshold"
     (micro only, else NaN), "macro" ({"videos_used", "skipped": [{"name", "reason"}]}, macro
     only), "per_video" ([{"name", "frames", "anomalous_frames", "auroc", "aupr", "eer"}]),
+    with types: "per_type" ({type: {"auroc", "aupr", "eer", their "_ci" intervals, "bootstrap",
+    "anomalous_frames", "normal_frames", "videos_with_type"}}, `PER_TYPE_DEFINITION` in
+    "per_type_definition") and "untyped_anomalous_frames",
     "events" ({"auc", "anomalous_events", "normal_intervals", "fpr", "tpr"}: threshold-free
     event ROC, `metrics.event_roc`), and with a threshold: "threshold" (its record),
     "confusion" (TP/FN/FP/TN + `metrics.confusion_rates`) and "events_at_threshold"
@@ -286,6 +375,9 @@ def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None) -> dict:
   for v in processed:
     if v.labels is None:
       raise ValueError(f"video {v.name!r} has no labels: it cannot be evaluated")
+  types = _check_types(types, processed, protocol.drop_first)
+  boot = {"resamples": int(bootstrap), "seed": int(bootstrap_seed),
+          "level": float(bootstrap_level)}
   labels = np.concatenate([v.labels for v in processed])
   scores = np.concatenate([v.scores for v in processed])
   notes = []
@@ -319,6 +411,17 @@ def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None) -> dict:
                   macro={"videos_used": len(used), "skipped": skipped})
     if skipped:
       notes.append(f"macro: {len(skipped)} single-class video(s) skipped (AUROC undefined)")
+  result.update(_intervals(protocol.auroc, [v.labels for v in processed],
+                           [v.scores for v in processed], boot))
+  if result["bootstrap"] and result["bootstrap"]["skipped"]:
+    notes.append(f"bootstrap: {result['bootstrap']['skipped']} of {bootstrap} resamples "
+                 "skipped (metric undefined on them)")
+  if any(t is not None for t in types):
+    result["per_type"] = _per_type(protocol.auroc, processed, types, boot)
+    result["per_type_definition"] = PER_TYPE_DEFINITION
+    result["untyped_anomalous_frames"] = int(sum(
+        (v.labels if t is None else v.labels & (t == "")).sum()
+        for v, t in zip(processed, types)))
   result["per_video"] = per_video
 
   roc = metrics.event_roc([v.labels for v in processed], [v.scores for v in processed])

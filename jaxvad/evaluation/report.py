@@ -28,19 +28,16 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxvad.evaluation import metrics  # noqa: E402
 from jaxvad.data.synth import DISTRACTORS  # noqa: E402
 from jaxvad.evaluation.protocol import json_safe  # noqa: E402
+from jaxvad.fsio import ensure_dir, write_atomic  # noqa: E402,F401  (reproduce/ uses write_atomic)
 
 
-def write_atomic(path: pathlib.Path, data: str | bytes) -> None:
-  """Writes to a temporary name, then renames: readers never see half a file."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-  os.replace(tmp, path)
 
 
 def png_bytes(fig) -> bytes:
@@ -112,8 +109,9 @@ def _roc_png(result: dict) -> bytes:
     if labels.all() or not labels.any():
       continue
     roc = metrics.frame_roc(labels, scores)
+    m = result["metrics"][name]
     ax_f.plot(roc["fpr"], roc["tpr"], lw=1.4,
-              label=f"{name} (AUROC {result['metrics'][name]['auroc']:.3f})")
+              label=f"{name} (AUROC {format_ci(m['auroc'], m.get('auroc_ci'))})")
   events = result["metrics"]["all"]["events"]
   if len(events["fpr"]):
     ax_e.plot(events["fpr"], events["tpr"], lw=1.4, drawstyle="default",
@@ -129,9 +127,38 @@ def _roc_png(result: dict) -> bytes:
   return png_bytes(fig)
 
 
+def _draw_patches(ax, patches: dict, shape) -> str:
+  """The patch grid (lines at every patch start) and the patches a patch-reduced score used
+  (the worst one bold, the other top-k dashed) on an image axis; returns a title line."""
+  size, stride = patches["patch_size"], patches["stride"]
+  gh, gw = patches["grid"]
+  h, w = shape
+  # Pixel (y, x) is centred on (x, y): its edges are at +-0.5.
+  line = {"color": "white", "lw": 0.4, "alpha": 0.45}
+  ys = [i * stride - 0.5 for i in range(gh)] + [(gh - 1) * stride + size - 0.5]
+  xs = [j * stride - 0.5 for j in range(gw)] + [(gw - 1) * stride + size - 0.5]
+  for y in ys:
+    ax.plot([xs[0], xs[-1]], [y, y], **line)
+  for x in xs:
+    ax.plot([x, x], [ys[0], ys[-1]], **line)
+  for rank, (y, x) in reversed(list(enumerate(patches["corners"]))):
+    ax.add_patch(matplotlib.patches.Rectangle(
+        (x - 0.5, y - 0.5), size, size, fill=False, color="cyan",
+        lw=2.0 if rank == 0 else 1.0, ls="-" if rank == 0 else "--"))
+  ax.set_xlim(-0.5, w - 0.5)
+  ax.set_ylim(h - 0.5, -0.5)
+  metric = patches["metric"].upper()
+  value = f" {patches['values'][0]:.3g}" if patches["values"] else ""
+  which = "" if patches["reduce"] == "max_patch" else (
+      f"mean of the {patches['top_k']} worst (dashed); ")
+  return f"\n{size} px patches every {stride} px; {which}worst patch {metric}{value}"
+
+
 def _worst_frames_png(worst: list[dict]) -> bytes:
   """One row per frame: the frame, the model's image, and its per-pixel anomaly map (the
-  squared error of the image unless the method declares a map of its own)."""
+  squared error of the image unless the method declares a map of its own). With a
+  patch-reduced score the map also shows the patch grid and outlines the patch that fired
+  (and the other top-k patches, dashed)."""
   fig, axes = plt.subplots(len(worst), 3, figsize=(7.5, 2.6 * len(worst)),
                            layout="constrained", squeeze=False)
   for row, w in zip(axes, worst):
@@ -145,11 +172,12 @@ def _worst_frames_png(worst: list[dict]) -> bytes:
     row[2].imshow(gray, **kw)
     im = row[2].imshow(error, cmap="inferno", alpha=0.6, vmin=0, vmax=max(error.max(), 1e-6))
     fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.02)
+    fired = _draw_patches(row[2], w["patches"], gray.shape) if w.get("patches") else ""
     truth = "anomalous" if w["label"] else "normal"
     row[0].set_title(f"{w['clip']} frame {w['frame']} ({truth})", fontsize=8)
     row[1].set_title(w.get("model_output", "reconstruction"), fontsize=8)
     what = "anomaly map" if "pixel_map" in w else "squared error"
-    row[2].set_title(f"{what} (score {w['score']:.3g})", fontsize=8)
+    row[2].set_title(f"{what} (score {w['score']:.3g}){fired}", fontsize=7 if fired else 8)
     for ax in row:
       ax.set_xticks([])
       ax.set_yticks([])
@@ -159,22 +187,72 @@ def _worst_frames_png(worst: list[dict]) -> bytes:
 # --------------------------------------------------------------------------- tables
 
 
-def format_table(summary: dict) -> str:
-  """A short plain-text table of the metrics groups."""
-  def fmt(x):
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
+def _finite(x) -> bool:
+  return isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(x)
 
-  head = (f"{'test clips':<18}{'clips':>6}{'frames':>8}{'anomalous':>11}{'AUROC':>8}{'AUPR':>8}"
-          f"{'EER':>8}{'event AUC':>11}")
+
+def format_ci(value, ci=None, digits: int = 3) -> str:
+  """"0.912 [0.850, 0.960]": a metric and its bootstrap interval ("n/a" for an undefined
+  metric; the value alone when there is no interval, e.g. the bootstrap was off)."""
+  if not _finite(value):
+    return "n/a"
+  text = f"{value:.{digits}f}"
+  if ci is not None and len(ci) == 2 and all(_finite(x) for x in ci):
+    text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+  return text
+
+
+def interval_note(summary: dict) -> str:
+  """One sentence on how the intervals were computed (from the first group that has them)."""
+  boot = next((m.get("bootstrap") for m in summary.values() if m.get("bootstrap")), None)
+  if not boot:
+    return "No intervals (bootstrap off)."
+  return (f"[lo, hi]: {boot['level']:.0%} percentile interval from a bootstrap over test "
+          f"{boot['unit']} ({boot['resamples']} resamples, seed {boot['seed']}; whole clips "
+          f"resampled with replacement, the metric recomputed under the protocol; resamples "
+          f"with one class only skipped).")
+
+
+def per_type_rows(summary: dict, digits: int = 3) -> tuple[list[str], list[list[str]]]:
+  """The group x anomaly type AUROC table: (groups having per-type metrics, rows of [type,
+  anomalous frames of the type in the first such group, "AUROC [lo, hi]" per group ("—" where
+  the group has no frame of the type)]). No rows when no clip carries frame types."""
+  groups = [g for g, m in summary.items() if m.get("per_type")]
+  types = sorted({t for g in groups for t in summary[g]["per_type"]})
+  rows = []
+  for t in types:
+    first = next(summary[g]["per_type"][t] for g in groups if t in summary[g]["per_type"])
+    rows.append([t, str(first["anomalous_frames"])] + [
+        format_ci(summary[g]["per_type"][t]["auroc"], summary[g]["per_type"][t]["auroc_ci"],
+                  digits) if t in summary[g]["per_type"] else "—" for g in groups])
+  return groups, rows
+
+
+def format_table(summary: dict) -> str:
+  """A short plain-text table of the metrics groups (AUROC with its bootstrap interval), and
+  one of AUROC per anomaly type and group where the test clips carry frame types."""
+  def fmt(x):
+    return "n/a" if not _finite(x) else f"{x:.3f}"
+
+  head = (f"{'test clips':<18}{'clips':>6}{'frames':>8}{'anomalous':>11}  {'AUROC [95% CI]':<22}"
+          f"{'AUPR':>6}{'EER':>8}{'event AUC':>11}")
   lines = [head]
   for name, m in summary.items():
-    line = (f"{name:<18}{m['clips']:>6}{m['frames']:>8}{m['anomalous_frames']:>11}"
-            f"{fmt(m['auroc']):>8}{fmt(m['aupr']):>8}{fmt(m['eer']):>8}"
-            f"{fmt(m['events']['auc']):>11}")
+    line = (f"{name:<18}{m['clips']:>6}{m['frames']:>8}{m['anomalous_frames']:>11}  "
+            f"{format_ci(m['auroc'], m.get('auroc_ci')):<22}{fmt(m['aupr']):>6}"
+            f"{fmt(m['eer']):>8}{fmt(m['events']['auc']):>11}")
     if "confusion" in m:
       c = m["confusion"]
       line += f"   TP {c['TP']} FN {c['FN']} FP {c['FP']} TN {c['TN']}"
     lines.append(line)
+  groups, rows = per_type_rows(summary)
+  if rows:
+    width = max(12, *(len(r[0]) + 2 for r in rows))
+    lines += ["", "AUROC [95% CI] per anomaly type: its anomalous frames against all normal "
+              "frames of the group's clips",
+              (f"{'type':<{width}}{'frames':>7}  " + "".join(f"{g:<24}" for g in groups)).rstrip()]
+    lines += [(f"{r[0]:<{width}}{r[1]:>7}  " + "".join(f"{c:<24}" for c in r[2:])).rstrip()
+              for r in rows]
   return "\n".join(lines)
 
 
@@ -249,9 +327,21 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
   summary_rows = []
   for name, m in groups.items():
     c = m.get("confusion", {})
-    summary_rows.append([name, m["clips"], m["frames"], m["anomalous_frames"], _fmt(m["auroc"]),
-                         _fmt(m["aupr"]), _fmt(m["eer"]), _fmt(m["events"]["auc"]),
+    summary_rows.append([name, m["clips"], m["frames"], m["anomalous_frames"],
+                         *(format_ci(m[k], m.get(f"{k}_ci")) for k in ("auroc", "aupr", "eer")),
+                         _fmt(m["events"]["auc"]),
                          *(c.get(k, "—") for k in ("TP", "FN", "FP", "TN"))])
+  type_groups, type_rows = per_type_rows(groups)
+  per_type = ""
+  if type_rows:
+    definition = next(m["per_type_definition"] for m in groups.values() if m.get("per_type"))
+    untyped = groups.get("all", {}).get("untyped_anomalous_frames", 0)
+    per_type = ("<h2>AUROC per anomaly type</h2>"
+                + _table(["type", "frames", *type_groups], type_rows)
+                + f"<p>{html.escape(definition)}; frames: the type's anomalous frames in "
+                f"{html.escape(type_groups[0])}"
+                + (f"; {untyped} anomalous frame(s) of unknown type left out" if untyped else "")
+                + ".</p>")
   per_video = [[v["name"], v["frames"], v["anomalous_frames"], _fmt(v["auroc"]), _fmt(v["aupr"]),
                 _fmt(v["eer"])] for v in groups["all"]["per_video"]]
   if threshold:
@@ -286,12 +376,15 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
 <style>{_CSS}</style></head><body>
 <h1>jaxvad evaluation report</h1>
 <h2>Metrics</h2>
-{_table(["clips", "count", "frames", "anomalous", "AUROC", "AUPR", "EER", "event AUC",
-         "TP", "FN", "FP", "TN"], summary_rows)}
+{_table(["clips", "count", "frames", "anomalous", "AUROC [95% CI]", "AUPR [95% CI]",
+         "EER [95% CI]", "event AUC", "TP", "FN", "FP", "TN"], summary_rows)}
+<p>{html.escape(interval_note(groups))}</p>
+{per_type}
 {thr}{mask}{notes}
 <h2>Protocol</h2><dl>{proto_rows}</dl>
 {"".join(sections)}
 <h2>Per clip</h2>
+<p>One clip's own metrics (no interval: the bootstrap resamples whole clips).</p>
 {_table(["clip", "frames", "anomalous", "AUROC", "AUPR", "EER"], per_video)}
 <h2>Run</h2><dl>{run}</dl>
 </body></html>
@@ -314,7 +407,7 @@ def write_report(out_dir: str | os.PathLike, result: dict, *,
     The report folder.
   """
   out = pathlib.Path(out_dir)
-  (out / "plots").mkdir(parents=True, exist_ok=True)
+  ensure_dir(out / "plots", what="report folder")
   extra = extra or {}
   payload = {"protocol": result["protocol"], "threshold": result["threshold"],
              "metrics": result["metrics"], "score": result.get("score_spec"),

@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 import jax
 from flax.training import train_state
 
-__all__ = ["TrainState", "ScoreTerm", "ScoreSpec", "Phase", "Method", "init_variables"]
+__all__ = ["TrainState", "ScoreTerm", "PatchReduction", "ScoreSpec", "Phase", "Method",
+           "init_variables"]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -55,6 +56,50 @@ class ScoreTerm:
   weight: float = 1.0
 
 
+# The image metrics a ScoreSpec can name (`jaxvad.scoring`): their label in descriptions and
+# whether a higher value means a worse (more anomalous) image.
+IMAGE_METRICS = {"psnr": ("PSNR (dB)", False), "mse": ("MSE (pixels in [0, 1])", True),
+                 "ssim": ("SSIM", False)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchReduction:
+  """A per-frame score from the worst patches of a frame (paper 004), not the whole frame.
+
+  Attributes:
+    metric: the patches' metric, "psnr", "mse" or "ssim" (`jaxvad.scoring.patch_scores`).
+    reduce: "max_patch" (the worst patch's value) or "top_k_patches" (the mean of the `top_k`
+      worst patches' values); worst = lowest PSNR / SSIM or highest MSE.
+    patch_size: patch side in pixels; 0 = automatic (`jaxvad.scoring.patch_geometry`), until
+      the frame size is known.
+    stride: pixels between neighbouring patches; 0 = automatic.
+    top_k: patches averaged by top_k_patches.
+  """
+  metric: str
+  reduce: str
+  patch_size: int = 0
+  stride: int = 0
+  top_k: int = 1
+
+  def __post_init__(self):
+    if self.metric not in IMAGE_METRICS:
+      raise ValueError(f"unknown patch metric {self.metric!r}: one of {', '.join(IMAGE_METRICS)}")
+    if self.reduce not in ("max_patch", "top_k_patches"):
+      raise ValueError(f"unknown patch reduction {self.reduce!r}: max_patch or top_k_patches")
+
+  def describe(self, of: str) -> str:
+    """What the reduced score is, e.g. "PSNR (dB) of the worst 8x8-px patch (...) of `of`"."""
+    label, worse_high = IMAGE_METRICS[self.metric]
+    size = (f"{self.patch_size}x{self.patch_size}-px" if self.patch_size
+            else "automatically sized")
+    stride = f"every {self.stride} px" if self.stride else "half-overlapping"
+    which = ("the worst patch" if self.reduce == "max_patch"
+             else f"mean over the {self.top_k} worst patches")
+    worst = "highest" if worse_high else "lowest"
+    return (f"{label}, {which} ({size} patches {stride}; worst = {worst} "
+            f"{self.metric.upper()}) of {of}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoreSpec:
   """What a detector's `score_step` returns and how it becomes one raw score per frame.
@@ -73,22 +118,53 @@ class ScoreSpec:
     image_kind: what that image is ("reconstruction" or "prediction").
     pixel_map: key of a per-pixel anomaly map `[B, T|1, H, W]` the report shows instead of the
       squared error (None: squared error of `image`).
-    masked_score: `(image, frames, mask) -> [N]` the single term recomputed from images
-      `[N, H, W, C]` and target frames in [0, 1] inside float masks `[N, H, W]` (NaN where a
-      mask is empty). None: the method cannot score inside a background mask (`--mask-from`).
+    image_metric: "psnr", "mse" or "ssim" (`jaxvad.scoring`) when the single term is that
+      metric of `image` clipped to [0, 1] against the target frames scaled to [0, 1] (the
+      window's frames; its last frame when `last_only`). Evaluation then can recompute the
+      term itself: inside a background mask (`--mask-from`, the metric's `mask=`) and from the
+      worst patches (`score.reduce`, `patch_reduced`). None: neither is possible.
+    reduction: set by `patch_reduced` (never by a method): the single term is then the
+      reduction's metric over patches of `image` vs the target frames, reduced per frame.
   """
   terms: tuple[ScoreTerm, ...]
   last_only: bool = False
   image: str | None = None
   image_kind: str = "reconstruction"
   pixel_map: str | None = None
-  masked_score: Callable | None = None
+  image_metric: str | None = None
+  reduction: PatchReduction | None = None
 
   def __post_init__(self):
     if not self.terms:
       raise ValueError("a ScoreSpec needs at least one term")
-    if self.masked_score is not None and (len(self.terms) != 1 or self.image is None):
-      raise ValueError("masked_score needs exactly one term and an image output")
+    if self.image_metric is not None:
+      if self.image_metric not in IMAGE_METRICS:
+        raise ValueError(f"unknown image_metric {self.image_metric!r}: one of "
+                         f"{', '.join(IMAGE_METRICS)}")
+      if len(self.terms) != 1 or self.image is None:
+        raise ValueError("image_metric needs exactly one term and an image output")
+      metric = self.reduction.metric if self.reduction else self.image_metric
+      if self.terms[0].higher_is_anomalous != IMAGE_METRICS[metric][1]:
+        raise ValueError(f"term {self.terms[0].name!r} is {metric}: higher_is_anomalous must "
+                         f"be {IMAGE_METRICS[metric][1]}")
+    if self.reduction is not None and self.image_metric is None:
+      raise ValueError("a patch reduction needs an image_metric")
+
+  def patch_reduced(self, reduction: PatchReduction) -> "ScoreSpec":
+    """This score recomputed from the worst patches of the image (`score.reduce`).
+
+    The single term becomes `<metric>_<reduce>` (e.g. "psnr_max_patch"), with the reduction's
+    orientation and a description that says what it is; `reduction` records the settings.
+
+    Raises:
+      ValueError: the spec has no `image_metric`, so the score cannot be recomputed.
+    """
+    if self.image_metric is None:
+      raise ValueError("this score has no image_metric: it cannot be recomputed from patches")
+    term = ScoreTerm(f"{reduction.metric}_{reduction.reduce}",
+                     reduction.describe(f"the {self.image_kind} vs the frame"),
+                     higher_is_anomalous=IMAGE_METRICS[reduction.metric][1])
+    return dataclasses.replace(self, terms=(term,), reduction=reduction)
 
   @property
   def combined(self) -> bool:
@@ -117,7 +193,10 @@ class ScoreSpec:
   def to_dict(self) -> dict:
     return {"name": self.name, "description": self.description,
             "higher_is_anomalous": self.higher_is_anomalous, "last_only": self.last_only,
-            "terms": [dataclasses.asdict(t) for t in self.terms]}
+            "terms": [dataclasses.asdict(t) for t in self.terms],
+            "image_metric": self.image_metric,
+            "reduction": ({"reduce": "frame"} if self.reduction is None
+                          else dataclasses.asdict(self.reduction))}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvad import masking, scoring
+from jaxvad import scoring
 from jaxvad.errors import ConfigError
 from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
 from jaxvad.models.convlstm import ConvLSTMAutoencoder
@@ -88,7 +88,7 @@ def score_step(state, batch):
 
 SCORE = ScoreSpec(
     terms=(ScoreTerm("psnr", "PSNR (dB) of the reconstructed frame", higher_is_anomalous=False),),
-    image="recon", image_kind="reconstruction", masked_score=masking.masked_psnr)
+    image="recon", image_kind="reconstruction", image_metric="psnr")
 
 METHOD = Method(name="convlstm_ae", model_config=ModelConfig, create_state=create_state,
                 phases=(Phase("train", train_step),), score=lambda config: SCORE,

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvad import augment, losses, masking, scoring
+from jaxvad import augment, losses, scoring
 from jaxvad.errors import ConfigError
 from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
 from jaxvad.models import convert_torch, predictive_ae, resnet
@@ -187,7 +187,7 @@ def score_step(state, batch):
 
 SCORE = ScoreSpec(
     terms=(ScoreTerm("psnr", "PSNR (dB) of the predicted frame", higher_is_anomalous=False),),
-    last_only=True, image="recon", image_kind="prediction", masked_score=masking.masked_psnr)
+    last_only=True, image="recon", image_kind="prediction", image_metric="psnr")
 
 METHOD = Method(name="predictive_ae", model_config=ModelConfig, create_state=create_state,
                 phases=(Phase("train", train_step),), score=lambda config: SCORE,

@@ -71,6 +71,7 @@ class ClipOutputs:
   image: np.ndarray             # float32 [T, H, W, C]: the detector's reconstruction
   cams: np.ndarray              # float32 [T, 4, h, w]: Eigen-CAM of layer4's convs, last last
   ideal: np.ndarray             # bool [T, H, W]: the renderer's workspace mask
+  types: np.ndarray | None = None  # str [T]: anomaly type per frame ("" normal), if known
 
 
 def clip_outputs(clip, *, scorer: evaluate.Scorer, masker) -> ClipOutputs:
@@ -89,7 +90,8 @@ def clip_outputs(clip, *, scorer: evaluate.Scorer, masker) -> ClipOutputs:
                      distracted=(np.zeros(len(clip.frames), bool) if clip.distractors is None
                                  else clip.distractors.any(axis=1)),
                      frames=clip.frames, image=np.asarray(image, np.float32),
-                     cams=r3d_partition.clip_cams(m_config, m_state, clip.frames), ideal=clip.workspace_mask)
+                     cams=r3d_partition.clip_cams(m_config, m_state, clip.frames),
+                     ideal=clip.workspace_mask, types=getattr(clip, "frame_types", None))
 
 
 def learned_mask(cams: np.ndarray, setting: MaskSetting, frame_size) -> np.ndarray:
@@ -107,24 +109,34 @@ def evaluate_row(scorer: evaluate.Scorer, val: list[ClipOutputs], test: list[Cli
   every clip, evaluated by `evaluate.evaluate_scores` (threshold on validation only).
 
   Returns:
-    {"threshold", "empty_frames", and per group ("all", "with_distractors",
-    "no_distractors"): TP, FN, FP, TN, auroc, aupr, eer, event_auc, frames, clips}.
+    {"threshold", "empty_frames", "bootstrap" (how the intervals were computed), and per group
+    ("all", "with_distractors", "no_distractors"): TP, FN, FP, TN, auroc, aupr, eer (each with
+    a 95 % bootstrap interval over test clips, "auroc_ci" etc.), event_auc, frames, clips, and
+    where the clips carry anomaly types "per_type": {type: {auroc, auroc_ci, aupr, aupr_ci,
+    anomalous_frames}}}.
   """
   scorer.empty_mask_frames = 0
 
   def scored(outs):
     return [evaluate.Scored(o.name, scorer.masked(o.image, o.frames, mask_fn(o)), o.labels,
-                            has_distractors=o.has_distractors) for o in outs]
+                            has_distractors=o.has_distractors, types=o.types) for o in outs]
 
   result = evaluate.evaluate_scores(scored(test), val=scored(val), protocol=proto,
                                     threshold=threshold_method,
-                                    threshold_param=threshold_param)
-  row = {"threshold": result["threshold"], "empty_frames": scorer.empty_mask_frames}
+                                    threshold_param=threshold_param,
+                                    bootstrap=scorer.config.score.bootstrap)
+  row = {"threshold": result["threshold"], "empty_frames": scorer.empty_mask_frames,
+         "bootstrap": result["metrics"]["all"]["bootstrap"]}
   for name, m in result["metrics"].items():
     c = m["confusion"]
     row[name] = {"TP": c["TP"], "FN": c["FN"], "FP": c["FP"], "TN": c["TN"],
                  "auroc": m["auroc"], "aupr": m["aupr"], "eer": m["eer"],
+                 "auroc_ci": m["auroc_ci"], "aupr_ci": m["aupr_ci"], "eer_ci": m["eer_ci"],
                  "event_auc": m["events"]["auc"], "frames": m["frames"], "clips": m["clips"]}
+    if m.get("per_type"):
+      row[name]["per_type"] = {
+          t: {k: v[k] for k in ("auroc", "auroc_ci", "aupr", "aupr_ci", "anomalous_frames")}
+          for t, v in m["per_type"].items()}
   return row
 
 
@@ -133,21 +145,46 @@ def evaluate_row(scorer: evaluate.Scorer, val: list[ClipOutputs], test: list[Cli
 
 def _fmt_row(name: str, row: dict, group: str) -> str:
   g = row[group]
+  ci = lambda k: report.format_ci(g[k], g.get(f"{k}_ci"))  # noqa: E731
   fmt = lambda x: "n/a" if not math.isfinite(x) else f"{x:.3f}"  # noqa: E731
-  return (f"| {name} | {g['TP']} | {g['FN']} | {g['FP']} | {fmt(g['auroc'])} | {fmt(g['aupr'])} "
-          f"| {fmt(g['eer'])} | {fmt(g['event_auc'])} |")
+  return (f"| {name} | {g['TP']} | {g['FN']} | {g['FP']} | {ci('auroc')} | {ci('aupr')} "
+          f"| {ci('eer')} | {fmt(g['event_auc'])} |")
+
+
+def _per_type_table(rows: dict, group: str) -> list[str]:
+  """AUROC [95 % CI] per anomaly type (columns) of each row, or nothing without types."""
+  types = sorted({t for row in rows.values() for t in row[group].get("per_type", {})})
+  if not types:
+    return []
+  first = next(row[group]["per_type"] for row in rows.values() if row[group].get("per_type"))
+  out = ["| | " + " | ".join(f"{t} ({first[t]['anomalous_frames']} frames)" if t in first
+                             else t for t in types) + " |",
+         "|---|" + "---|" * len(types)]
+  for name, row in rows.items():
+    per = row[group].get("per_type", {})
+    out.append(f"| {name} | " + " | ".join(
+        report.format_ci(per[t]["auroc"], per[t]["auroc_ci"]) if t in per else "—"
+        for t in types) + " |")
+  return out
 
 
 def markdown_tables(results: dict, *, group: str = "with_distractors") -> str:
-  """The Tables 4.2-4.7 analogues of every scene as markdown (test clips of `group`)."""
-  head = ("| | True Positives | False Negatives | False Positives | AUROC | AUPR | EER | event AUC |"
-          "\n|---|---|---|---|---|---|---|---|")
+  """The Tables 4.2-4.7 analogues of every scene as markdown (test clips of `group`); AUROC,
+  AUPR and EER with 95 % bootstrap intervals over test clips, and AUROC per anomaly type
+  where the clips carry types."""
+  head = ("| | True Positives | False Negatives | False Positives | AUROC [95% CI] | AUPR [95% CI] "
+          "| EER [95% CI] | event AUC |\n|---|---|---|---|---|---|---|---|")
   out = []
   for scene, r in results["scenes"].items():
     out.append(f"### {scene}: test clips {group.replace('_', ' ')} (Tables 4.2-4.4)\n")
     out.append(head)
     for name in ROW_NAMES:
       out.append(_fmt_row(name, r["rows"][name], group))
+    per_type = _per_type_table({n: r["rows"][n] for n in ROW_NAMES}, group)
+    if per_type:
+      out += [f"\n#### {scene}: AUROC [95% CI] per anomaly type, test clips "
+              f"{group.replace('_', ' ')} (its anomalous frames against all normal frames)\n",
+              *per_type]
     for title, rows in r["ablations"].items():
       out.append(f"\n#### {scene}: {title}\n")
       out.append(head)
@@ -251,10 +288,11 @@ def write_results(out_dir: pathlib.Path, results: dict) -> None:
   for scene, r in payload["scenes"].items():
     r["target"] = target_check(r["rows"]["no mask"], r["rows"]["learned mask"])
   report.write_atomic(out_dir / "tables.json", json.dumps(protocol_lib.json_safe(payload), indent=2) + "\n")
+  first = next(iter(payload["scenes"].values()))["rows"]["no mask"]
   text = [f"# Paper 000 on the synthetic benchmark (preset {results['preset']})\n",
           "Thresholds calibrated per row on the normal validation clips only "
-          f"({next(iter(payload['scenes'].values()))['rows']['no mask']['threshold']['method']})."
-          "\n", markdown_tables(results), "## All test clips\n",
+          f"({first['threshold']['method']}). {report.interval_note({'all': first})}\n",
+          markdown_tables(results), "## All test clips\n",
           markdown_tables(results, group="all")]
   for scene, r in payload["scenes"].items():
     t = r["target"]

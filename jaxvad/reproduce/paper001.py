@@ -52,9 +52,17 @@ def _summary(result: dict) -> dict:
       continue
     out[group] = {"frame_auc": m["auroc"], "case_auc": m["events"]["auc"],
                   "TP": m.get("confusion", {}).get("TP"), "FP": m.get("confusion", {}).get("FP"),
-                  "clips": m["clips"]}
+                  "clips": m["clips"],
+                  # 95 % bootstrap intervals over test clips (`protocol.evaluate`)
+                  "frame_auc_ci": m.get("auroc_ci"), "aupr": m["aupr"],
+                  "aupr_ci": m.get("aupr_ci"), "eer": m["eer"], "eer_ci": m.get("eer_ci")}
+    if m.get("per_type"):
+      out[group]["per_type"] = {
+          t: {k: v[k] for k in ("auroc", "auroc_ci", "aupr", "aupr_ci", "anomalous_frames")}
+          for t, v in m["per_type"].items()}
   t = result["threshold"]
   out["threshold"] = t
+  out["bootstrap"] = result["metrics"]["all"].get("bootstrap")
   return out
 
 
@@ -143,8 +151,20 @@ def _grid(title: str, runs: dict, cell: Callable) -> list[str]:
   return lines + [""]
 
 
+def _auc_cell(g: dict) -> str:
+  return f"{report.format_ci(g['frame_auc'], g.get('frame_auc_ci'))} / {_f(g['case_auc'])}"
+
+
+def _type_cell(summary: dict, anomaly_type: str) -> str:
+  per = summary.get("all", {}).get("per_type", {})
+  if anomaly_type not in per:
+    return "—"
+  return report.format_ci(per[anomaly_type]["auroc"], per[anomaly_type]["auroc_ci"])
+
+
 def markdown_tables(results: dict) -> str:
-  """Frame and case AUC per variant × augmentation, per scene and clip group, as markdown."""
+  """Frame AUC [95 % CI] and case AUC per variant × augmentation, per scene and clip group,
+  and frame AUC per anomaly type (all test clips) where the clips carry types, as markdown."""
   out = []
   for scene, r in results["scenes"].items():
     runs = r["runs"]
@@ -152,10 +172,15 @@ def markdown_tables(results: dict) -> str:
       if not any(group in run["summary"] for run in runs.values()):
         continue
       clips = next(run["summary"][group]["clips"] for run in runs.values())
-      out += _grid(f"{scene}: frame AUC / case AUC, test clips {group.replace('_', ' ')} "
-                   f"({clips} clips)", runs,
-                   lambda run, g=group: (f"{_f(run['summary'][g]['frame_auc'])} / "
-                                         f"{_f(run['summary'][g]['case_auc'])}"))
+      out += _grid(f"{scene}: frame AUC [95% CI] / case AUC, test clips "
+                   f"{group.replace('_', ' ')} ({clips} clips)", runs,
+                   lambda run, g=group: _auc_cell(run["summary"][g]))
+    types = sorted({t for run in runs.values()
+                    for t in run["summary"].get("all", {}).get("per_type", {})})
+    for t in types:
+      out += _grid(f"{scene}: frame AUC [95% CI] of anomaly type {t} (its anomalous frames "
+                   "against all normal frames), all test clips", runs,
+                   lambda run, t=t: _type_cell(run["summary"], t))
     out += _grid(f"{scene}: mean PSNR of normal validation frames (dB) / false positives at the "
                  f"threshold on the {len(r['lighting_shake_clips'])} test clips with lighting "
                  "drift or camera shake", runs,
@@ -178,8 +203,10 @@ def write_results(out_dir: pathlib.Path, results: dict) -> None:
                           extra={"config": run["config"].to_dict(), "split": "test"})
   report.write_atomic(out_dir / "tables.json",
                       json.dumps(protocol_lib.json_safe(payload), indent=2) + "\n")
+  first = next(iter(next(iter(results["scenes"].values()))["runs"].values()))["summary"]
   text = [f"# Paper 001 on the synthetic benchmark (preset {results['preset']})\n",
           "Scores: PSNR of the predicted 5th frame, moving average over score.smoothing frames; "
-          "threshold on normal validation clips only. Cells: frame AUC / case AUC.\n",
+          "threshold on normal validation clips only. Cells: frame AUC [95% CI] / case AUC. "
+          f"{report.interval_note({'all': first})}\n",
           markdown_tables(results)]
   report.write_atomic(out_dir / "tables.md", "\n".join(text) + "\n")

@@ -142,3 +142,60 @@ def mnad_auc(psnr_lists, gt):
     total += [(p - min(psnr)) / (max(psnr) - min(psnr)) for p in psnr]
     labels_list += list(np.asarray(g)[4:])
   return skm.roc_auc_score(1 - np.asarray(labels_list, int), np.asarray(total))
+
+
+def average_precision(labels, scores):
+  """Average precision, threshold by threshold: sum of (recall step) x precision."""
+  pos = sum(bool(y) for y in labels)
+  total, last_recall = 0.0, 0.0
+  for t in sorted(set(float(s) for s in scores), reverse=True):
+    c = confusion_counts(labels, scores, t)
+    recall = c["TP"] / pos
+    total += (recall - last_recall) * c["TP"] / (c["TP"] + c["FP"])
+    last_recall = recall
+  return total
+
+
+def _wins(labels, scores):
+  """AUROC as the share of (anomalous, normal) frame pairs the anomalous frame wins, ties 1/2."""
+  pos = [s for y, s in zip(labels, scores) if y]
+  neg = [s for y, s in zip(labels, scores) if not y]
+  wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+  return wins / (len(pos) * len(neg))
+
+
+def clip_metrics(labels, scores):
+  """(AUROC, AUPR, EER) of one set of frames, or None when it holds one class only."""
+  labels = [bool(y) for y in labels]
+  if all(labels) or not any(labels):
+    return None
+  return _wins(labels, scores), average_precision(labels, scores), eer(labels, scores)
+
+
+def bootstrap_intervals(labels_per_clip, scores_per_clip, *, average="micro", resamples=1000,
+                        seed=0, level=0.95):
+  """The clip bootstrap one resample at a time: draw the clips (the same draws as
+  `default_rng(seed).integers(0, clips, (resamples, clips))`), concatenate them (micro) or
+  average their two-class clips' metrics (macro), skip resamples where that is undefined, take
+  percentiles."""
+  n = len(labels_per_clip)
+  draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+  values, skipped = [], 0
+  for row in draws:
+    if average == "micro":
+      labels = [y for i in row for y in labels_per_clip[i]]
+      scores = [s for i in row for s in scores_per_clip[i]]
+      m = clip_metrics(labels, scores)
+    else:
+      per = [clip_metrics(labels_per_clip[i], scores_per_clip[i]) for i in row]
+      per = [p for p in per if p is not None]
+      m = tuple(sum(p[k] for p in per) / len(per) for k in range(3)) if per else None
+    if m is None:
+      skipped += 1
+    else:
+      values.append(m)
+  tail = 50 * (1 - level)
+  out = {name: list(np.percentile([v[k] for v in values], [tail, 100 - tail]))
+         for k, name in enumerate(("auroc", "aupr", "eer"))}
+  out["skipped"] = skipped
+  return out
