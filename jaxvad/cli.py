@@ -64,7 +64,7 @@ def cmd_train(args) -> None:
   workdir = pathlib.Path(args.workdir or f"runs/{config.name}")
   config_file = pathlib.Path(args.config)
   fsio.check_outputs({f"--workdir file {name}": path
-                      for name, path in train.run_files(workdir).items()}, {
+                      for name, path in fsio.run_files(workdir).items()}, {
       "config file (--config)": config_file if config_file.is_file() else None,
       "dataset folder (data.root)": train.data_root(config.data)})
   before = train.latest_step(workdir) if args.resume else None

@@ -39,7 +39,6 @@ CONFIG_FILE = fsio.RUN_CONFIG
 RUN_FILE = fsio.RUN_INFO          # what scoring needs that the config leaves open (frame shape)
 LOG_FILE = fsio.RUN_LOG
 CHECKPOINT_DIR = fsio.RUN_CHECKPOINTS
-run_files = fsio.run_files
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -332,7 +331,7 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   # and a resume must fit the run it continues.
   if clips is None:
     fsio.check_outputs({f"--workdir file {name}": path
-                        for name, path in run_files(workdir).items()},
+                        for name, path in fsio.run_files(workdir).items()},
                        {"dataset folder (data.root)": data_root(config.data)})
   fsio.check_writable_dir(workdir, what="run folder (--workdir)")
   config_json = _jsonable(config)
