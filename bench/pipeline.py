@@ -1,7 +1,7 @@
 """Is training input-bound? Frames/s the input pipeline delivers against the step's appetite.
 
     python bench/pipeline.py --config predictive_ae_demo
-    python bench/pipeline.py --config demo --batches 200
+    python bench/pipeline.py --config convlstm_ae_demo --batches 200
 
 Measures, on the config's synthetic benchmark (rendered on first use): decoding the training
 clips from their video files (`datasets.load_split`), then the grain pipeline the trainer
@@ -31,7 +31,7 @@ from jaxvad.data import datasets, pipeline  # noqa: E402
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default="demo")
+  parser.add_argument("--config", default="convlstm_ae_demo")
   parser.add_argument("--batches", type=int, default=100, help="batches read from grain")
   parser.add_argument("--no-step", action="store_true", help="skip timing the training step")
   parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")

@@ -1,6 +1,6 @@
 """Data-parallel scaling of a training step over 1, 2, 4, ... devices.
 
-    python bench/scaling.py --config demo                      # CPU: 1/2/4/8 forced devices
+    python bench/scaling.py --config convlstm_ae_demo                      # CPU: 1/2/4/8 forced devices
     python bench/scaling.py --config predictive_ae_pickplace --devices 1 2 4 8   # GPUs
 
 Each device count runs `bench/train_step.py --devices N` in a fresh process with the global
@@ -43,7 +43,7 @@ def run(config: str, devices: int, *, per_device_batch: int, repeats: int, cpu_d
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default="demo")
+  parser.add_argument("--config", default="convlstm_ae_demo")
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
   parser.add_argument("--per-device-batch", type=int, default=4)
   parser.add_argument("--repeats", type=int, default=5)

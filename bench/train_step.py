@@ -1,6 +1,6 @@
 """Times a method's jitted training step and scoring step on random frames.
 
-    python bench/train_step.py --config demo
+    python bench/train_step.py --config convlstm_ae_demo
     python bench/train_step.py --config convlstm_ae_pickplace train.compute_dtype=bfloat16
 
 Reports compile time, the median of repeated timed steps (each synchronised with
@@ -156,7 +156,7 @@ def machine() -> dict:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default="demo", help="config name or .toml path")
+  parser.add_argument("--config", default="convlstm_ae_demo", help="config name or .toml path")
   parser.add_argument("--repeats", type=int, default=20, help="timed steps (median is reported)")
   parser.add_argument("--json", type=pathlib.Path, help="also write the result here")
   parser.add_argument("--devices", type=int, help="use the first N devices (default: all)")

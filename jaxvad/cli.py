@@ -288,12 +288,13 @@ def cmd_reproduce(args) -> None:
     for scene in args.scenes:
       results["scenes"][scene] = paper.run_scene(
           scene, preset=args.preset, workdir=workdir, ae_overrides=args.ae,
-          masker_overrides=args.masker, progress=_progress_named)
+          masker_overrides=args.masker, detector=args.detector, progress=_progress_named)
     files = "tables.md, tables.json, <scene>/masks.png, scores.png"
   else:
     from jaxvad.reproduce import paper001 as paper
-    if args.ae or args.masker:
-      raise ConfigError("paper001 has one model: give its overrides with --set KEY=VALUE")
+    if args.ae or args.masker or args.detector:
+      raise ConfigError("paper001 has one model: give its overrides with --set KEY=VALUE "
+                        "(--ae / --masker / --detector are paper000's)")
     for scene in args.scenes:
       results["scenes"][scene] = paper.run_scene(
           scene, preset=args.preset, workdir=workdir,
@@ -421,8 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
                            jaxvad reproduce paper001 --preset small --set model.pretrained=resnet18.pth
                          """))
   p.add_argument("paper", choices=["paper000", "paper001"])
-  p.add_argument("--preset", default="tiny", choices=["tiny", "small"],
-                 help="tiny: 64x64 demo-sized models; small: 128x128 (default: tiny)")
+  p.add_argument("--preset", default="tiny", choices=["tiny", "medium", "small"],
+                 help="tiny: 64x64 demo-sized models (minutes); medium: 96x96, 48 test clips "
+                      "(paper000: about an hour on a 2-core CPU); small: 128x128, sized for a "
+                      "GPU (default: tiny)")
   p.add_argument("--scenes", nargs="+", default=["pickplace", "conveyor"],
                  choices=["pickplace", "conveyor"])
   p.add_argument("--workdir", help="runs go to <workdir>/<scene>/... (default: "
@@ -432,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="paper000: override of the autoencoder config (repeatable)")
   p.add_argument("--masker", action="append", default=[], metavar="KEY=VALUE",
                  help="paper000: override of the masking-model config (repeatable)")
+  p.add_argument("--detector", metavar="CONFIG",
+                 help="paper000: config of the detector whose scores are masked (default: the "
+                      "preset's ConvLSTM autoencoder, the paper's); e.g. `demo` for the "
+                      "predictive autoencoder scored by its worst SSIM patch")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="paper001: override of the predictive autoencoder config (repeatable)")
   p.add_argument("--variants", nargs="+", choices=["base", "dropout", "skiptwice", "attention"],

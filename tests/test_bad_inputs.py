@@ -147,7 +147,7 @@ def world(tmp_path_factory) -> World:
   synth = root / "synth"
   assert cli.main(["synth", "--preset", "tiny", "--out", str(synth)]) == 0
   run = root / "run"
-  assert cli.main(["train", "--workdir", str(run), f"data.root={synth}", *TINY_OVERRIDES]) == 0
+  assert cli.main(["train", "--workdir", str(run), *TINY_OVERRIDES, f"data.root={synth}"]) == 0
   frames = sorted(p for p in (synth / "pickplace" / "test").iterdir() if p.is_dir())[0]
   clip = root / "clip.mp4"
   video.write_video(clip, video.read_frames(frames)[:12])
@@ -165,7 +165,7 @@ def copy_run(world: World, tmp: pathlib.Path, **data) -> pathlib.Path:
 
 
 def train_args(world: World, *extra) -> list:
-  return [f"data.root={world.synth}", *TINY_OVERRIDES, *extra]
+  return [*TINY_OVERRIDES, f"data.root={world.synth}", *extra]
 
 
 # --------------------------------------------------------------------------- bad datasets
@@ -631,8 +631,8 @@ def test_intervals_train_split_with_anomalous_frames(world, tmp_path, capfd):
   (root / "test" / "ev_c" / "labels.json").write_text('{"anomalous_frames": [[2, 4]]}')
   run = tmp_path / "run"
   overrides = [o for o in TINY_OVERRIDES if not o.startswith(("train.steps", "train.checkpoint"))]
-  code, out, lines = run_cli(["train", "--workdir", run, "data.dataset=intervals",
-                              f"data.root={root}", *overrides, "train.steps=1",
+  code, out, lines = run_cli(["train", "--workdir", run, *overrides, "data.dataset=intervals",
+                              f"data.root={root}", "train.steps=1",
                               "train.checkpoint_every=1"], capfd)
   assert code == 0, lines
   warning = [line for line in lines if line.startswith("jaxvad train: warning:")]

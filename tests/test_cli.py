@@ -17,7 +17,10 @@ from jaxvad.data import video
 COMMANDS = ("synth", "train", "score", "eval", "demo", "reproduce")
 
 # A demo small enough for a test: 16×16 frames of the tiny benchmark, 4 steps.
+# The ConvLSTM autoencoder at 16x16: the fastest run that exercises the CLI end to end. The
+# "--config" pair comes first: argparse takes the KEY=VALUE overrides only as one run.
 TINY_OVERRIDES = [
+    "--config", "convlstm_ae_demo",
     "model.features=[4,8]", "model.lstm_features=8", "train.steps=4", "train.batch_size=8",
     "train.checkpoint_every=2", "train.log_every=2", "data.window=4", "data.stride=4",
     "data.size=[16,16]",
@@ -85,7 +88,7 @@ def demo_run(tmp_path_factory):
   assert code == 0
   workdir, report = root / "run", root / "report"
   code = cli.main(["demo", "--workdir", str(workdir), "--out", str(report),
-                   f"data.root={data_root}", *TINY_OVERRIDES])
+                   *TINY_OVERRIDES, f"data.root={data_root}"])
   assert code == 0
   return {"data_root": data_root, "workdir": workdir, "report": report}
 
@@ -127,8 +130,8 @@ def test_demo_writes_a_complete_report(demo_run):
 
 def test_demo_rerun_reuses_the_finished_run(demo_run, capsys):
   code, out, _ = run_cli(["demo", "--workdir", demo_run["workdir"], "--out",
-                          demo_run["report"] / "again", f"data.root={demo_run['data_root']}",
-                          *TINY_OVERRIDES], capsys)
+                          demo_run["report"] / "again", *TINY_OVERRIDES,
+                          f"data.root={demo_run['data_root']}"], capsys)
   assert code == 0
   first = json.loads((demo_run["report"] / "metrics.json").read_text())["metrics"]
   again = json.loads((demo_run["report"] / "again" / "metrics.json").read_text())["metrics"]

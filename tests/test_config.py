@@ -14,7 +14,7 @@ def test_every_shipped_config_loads():
 
 
 def test_overrides_are_typed():
-  cfg = config_lib.load_config("demo", ["train.steps=7", "model.features=[4, 8]",
+  cfg = config_lib.load_config("convlstm_ae_demo", ["train.steps=7", "model.features=[4, 8]",
                                         "data.grayscale=false", "data.scene=conveyor",
                                         "train.learning_rate=1"])
   assert cfg.train.steps == 7
@@ -41,7 +41,7 @@ def test_overrides_are_typed():
 ])
 def test_bad_values_name_the_key(override, message):
   with pytest.raises(ConfigError, match=message):
-    config_lib.load_config("demo", [override])
+    config_lib.load_config("convlstm_ae_demo", [override])
 
 
 def test_unknown_config_and_bad_file(tmp_path):
@@ -56,7 +56,7 @@ def test_unknown_config_and_bad_file(tmp_path):
 
 
 def test_round_trip_through_dict():
-  cfg = config_lib.load_config("demo", ["train.steps=9"])
+  cfg = config_lib.load_config("convlstm_ae_demo", ["train.steps=9"])
   again = config_lib.config_from_dict(cfg.to_dict())
   assert again == cfg
 
@@ -76,4 +76,4 @@ def test_config_choices_match_the_modules_they_name():
 ])
 def test_evaluation_choices_are_validated(override, key):
   with pytest.raises(ConfigError, match=key):
-    config_lib.load_config("demo", [override])
+    config_lib.load_config("convlstm_ae_demo", [override])

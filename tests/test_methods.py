@@ -21,7 +21,7 @@ STEPS = ["train.checkpoint_every=1", "train.log_every=1", "train.batch_size=8"]
 
 # method -> (config, overrides): the smallest run of each that still exercises it.
 TINY = {
-    "convlstm_ae": ("demo", ["model.features=[4,8]", "model.lstm_features=8", "data.window=4",
+    "convlstm_ae": ("convlstm_ae_demo", ["model.features=[4,8]", "model.lstm_features=8", "data.window=4",
                              "data.stride=4", "data.size=[16,16]"]),
     "predictive_ae": ("predictive_ae_demo", ["model.width=0.125", "data.size=[32,32]",
                                              "data.stride=4", "model.pretrained={pth}"]),

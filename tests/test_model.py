@@ -81,6 +81,6 @@ def test_default_batch_chunks_only_slice_on_a_single_cpu_device():
   from jaxvad.methods import convlstm_ae
   expected = 4 if jax.default_backend() == "cpu" and jax.device_count() == 1 else 1
   assert convlstm_ae.default_batch_chunks() == expected
-  assert convlstm_ae.build_model(config_lib.load_config("demo", [])).batch_chunks == expected
+  assert convlstm_ae.build_model(config_lib.load_config("convlstm_ae_demo", [])).batch_chunks == expected
   assert convlstm_ae.build_model(
-      config_lib.load_config("demo", ["model.batch_chunks=2"])).batch_chunks == 2
+      config_lib.load_config("convlstm_ae_demo", ["model.batch_chunks=2"])).batch_chunks == 2

@@ -12,6 +12,7 @@ from jaxvad.reproduce import paper000
 from jaxvad import config as config_lib
 from jaxvad import train
 from jaxvad.data import datasets, synth, video
+from jaxvad.errors import ConfigError
 from jaxvad.methods import r3d_partition
 from tests.test_cli import run_cli
 
@@ -90,7 +91,7 @@ def test_reproduce_writes_tables_with_consistent_counts(bench_root, tmp_path, ca
   tables = json.loads((tmp_path / "out" / "tables.json").read_text())
   scene = tables["scenes"]["pickplace"]
   test_clips = datasets.load_split(
-      config_lib.load_config("demo", data + SIZE).data, "test")
+      config_lib.load_config("convlstm_ae_demo", data + SIZE).data, "test")
   anomalous = sum(int(c.labels.sum()) for c in test_clips)
   rows = [*scene["rows"].values(), *(r for t in scene["ablations"].values() for r in t.values())]
   assert len(rows) == 4 + 9
@@ -142,3 +143,18 @@ def test_reproduce_writes_tables_with_consistent_counts(bench_root, tmp_path, ca
   np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), atol=2e-4)
   for name in ("tables.md", "pickplace/masks.png", "pickplace/scores.png"):
     assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_masker_reads_the_detectors_frames():
+  """--detector: an RGB detector gets an RGB masker; frames that differ otherwise are refused
+  with the flag that fixes it."""
+  ae, masker = paper000._load_configs("tiny", "conveyor", [], [], "demo")
+  assert ae.method == "predictive_ae" and not ae.data.grayscale
+  assert masker.method == "r3d_partition" and not masker.data.grayscale
+  assert masker.data.scene == ae.data.scene == "conveyor"
+  ae, masker = paper000._load_configs("tiny", "pickplace", [], [])
+  assert ae.name == "convlstm_ae_demo" and ae.data.grayscale and masker.data.grayscale
+  with pytest.raises(ConfigError, match=r"data.root is 'x' vs .*--ae data.root=\.\.\."):
+    paper000._load_configs("tiny", "pickplace", ["data.root=x"], [])
+  with pytest.raises(ConfigError, match="data.preset is 'tiny' vs 'medium'"):
+    paper000._load_configs("medium", "pickplace", [], [], "demo")

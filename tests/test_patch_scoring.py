@@ -210,7 +210,7 @@ def test_score_spec_patch_reduced_says_what_it_is():
 ])
 def test_config_names_the_bad_key(override, key):
   with pytest.raises(ConfigError, match=key.replace(".", "\\.")):
-    config_lib.load_config("demo", [override])
+    config_lib.load_config("convlstm_ae_demo", [override])
 
 
 def test_a_method_without_image_metric_cannot_reduce_patches():

@@ -78,7 +78,7 @@ def test_get_names_every_method():
 
 @pytest.fixture(scope="module")
 def convlstm():
-  config = config_lib.load_config("demo", ["model.features=[4, 8]", "model.lstm_features=6",
+  config = config_lib.load_config("convlstm_ae_demo", ["model.features=[4, 8]", "model.lstm_features=6",
                                            "model.lstm_layers=2", "data.window=4"])
   frames = _frames((2, 4, 16, 16, 1))
   model = convlstm_ae.build_model(config)

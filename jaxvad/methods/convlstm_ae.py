@@ -92,4 +92,4 @@ SCORE = ScoreSpec(
 
 METHOD = Method(name="convlstm_ae", model_config=ModelConfig, create_state=create_state,
                 phases=(Phase("train", train_step),), score=lambda config: SCORE,
-                score_step=score_step, bench_config="demo")
+                score_step=score_step, bench_config="convlstm_ae_demo")

@@ -52,7 +52,8 @@ ABLATIONS = {
 
 # preset -> (autoencoder config, masking-model config), both shipped in configs/.
 PRESETS = {
-    "tiny": ("demo", "r3d_partition_demo"),
+    "tiny": ("convlstm_ae_demo", "r3d_partition_demo"),
+    "medium": ("convlstm_ae_medium", "r3d_partition_medium"),
     "small": ("convlstm_ae_pickplace", "r3d_partition_pickplace"),
 }
 
@@ -197,17 +198,21 @@ def markdown_tables(results: dict, *, group: str = "with_distractors") -> str:
 # --------------------------------------------------------------------------- driver
 
 
-def _load_configs(preset: str, scene: str, ae_overrides, masker_overrides):
+def _load_configs(preset: str, scene: str, ae_overrides, masker_overrides,
+                  detector: str | None = None):
   if preset not in PRESETS:
     raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
   ae_name, masker_name = PRESETS[preset]
-  ae_cfg = config_lib.load_config(ae_name, [f"data.scene={scene}", *ae_overrides])
-  m_cfg = config_lib.load_config(masker_name, [f"data.scene={scene}", *masker_overrides])
+  ae_cfg = config_lib.load_config(detector or ae_name, [f"data.scene={scene}", *ae_overrides])
+  # The masker sees the detector's frames: RGB for an RGB detector (R3D-18 takes either).
+  colour = f"data.grayscale={str(ae_cfg.data.grayscale).lower()}"
+  m_cfg = config_lib.load_config(masker_name, [f"data.scene={scene}", colour, *masker_overrides])
   for key in ("dataset", "scene", "preset", "root", "seed", "size", "grayscale"):
     if getattr(ae_cfg.data, key) != getattr(m_cfg.data, key):
-      raise ConfigError(f"the autoencoder and masking-model configs must read the same frames: "
-                        f"data.{key} is {getattr(ae_cfg.data, key)!r} vs "
-                        f"{getattr(m_cfg.data, key)!r}")
+      raise ConfigError(f"the detector ({ae_cfg.name}) and masking-model ({m_cfg.name}) "
+                        f"configs must read the same frames: data.{key} is "
+                        f"{getattr(ae_cfg.data, key)!r} vs {getattr(m_cfg.data, key)!r} (give "
+                        f"--ae data.{key}=... or --masker data.{key}=...)")
   return ae_cfg, m_cfg
 
 
@@ -217,16 +222,24 @@ def _trained(config, workdir: pathlib.Path, *, progress: bool):
 
 
 def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, ae_overrides=(),
-              masker_overrides=(), progress: Callable | None = None,
-              train_progress: bool = True) -> dict:
-  """Trains (or reuses) both models of one scene and computes every table row."""
-  ae_cfg, m_cfg = _load_configs(preset, scene, ae_overrides, masker_overrides)
+              masker_overrides=(), detector: str | None = None,
+              progress: Callable | None = None, train_progress: bool = True) -> dict:
+  """Trains (or reuses) both models of one scene and computes every table row.
+
+  `detector` names the config of the model whose scores are masked (default: the preset's
+  ConvLSTM autoencoder, the paper's); any method with an image output works, scored as its
+  config says (e.g. max-patch SSIM inside the mask). Runs go to <workdir>/<scene>/ae (or
+  detector_<name>) and masker (masker_rgb for an RGB detector).
+  """
+  ae_cfg, m_cfg = _load_configs(preset, scene, ae_overrides, masker_overrides, detector)
   if ae_cfg.score.threshold == "none":
     raise ConfigError("the tables need a threshold: set score.threshold in the autoencoder "
                       "config (calibrated on validation data only)")
   datasets.ensure_benchmark(ae_cfg.data, progress=train_progress)
-  ae_cfg, ae_state = _trained(ae_cfg, workdir / scene / "ae", progress=train_progress)
-  masker = _trained(m_cfg, workdir / scene / "masker", progress=train_progress)
+  ae_dir = f"detector_{ae_cfg.name}" if detector else "ae"
+  masker_dir = "masker" if m_cfg.data.grayscale else "masker_rgb"
+  ae_cfg, ae_state = _trained(ae_cfg, workdir / scene / ae_dir, progress=train_progress)
+  masker = _trained(m_cfg, workdir / scene / masker_dir, progress=train_progress)
   scorer = evaluate.Scorer(ae_cfg, ae_state)
   wrap = progress or (lambda xs, desc: xs)
   outs = {split: [clip_outputs(c, scorer=scorer, masker=masker)
