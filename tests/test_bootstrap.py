@@ -112,6 +112,24 @@ def test_bad_input():
     metrics.bootstrap_intervals([], [])
 
 
+def test_event_auc_interval_matches_the_one_resample_at_a_time_reference():
+  """Event AUC's interval: each resample's event AUC recomputed by the naive event ROC (a
+  threshold sweep over the drawn clips, concatenated), then the percentiles."""
+  labels, scores = _clips(2, 7, frames=14, run=4, round_to=1)
+  labels.append(np.zeros(6, bool))                    # a clip of one normal interval
+  scores.append(np.array([0.2, 1.1, 0.0, 0.4, 0.3, 0.1]))
+  got = metrics.event_auc_interval(labels, scores, resamples=120, seed=3)
+  draws = np.random.default_rng(3).integers(0, len(labels), size=(120, len(labels)))
+  values = []
+  for row in draws:
+    drawn_labels, drawn_scores = [labels[i] for i in row], [scores[i] for i in row]
+    if any(y.any() for y in drawn_labels):   # else no anomalous event: skipped
+      values.append(naive_metrics.event_roc(drawn_labels, drawn_scores)[1])
+  np.testing.assert_allclose(got["auc"], np.percentile(values, [2.5, 97.5]), atol=1e-12)
+  assert got["method"]["used"] == len(values) and got["method"]["unit"] == "clips"
+  assert got["auc"][0] < metrics.event_auc(labels, scores) < got["auc"][1]
+
+
 def test_intervals_reach_metrics_json_and_report(tmp_path):
   labels, scores = _clips(4, 6, frames=30, run=8)
   kinds = ["arm", "arm", "part", "arm", "part", None]
@@ -129,6 +147,8 @@ def test_intervals_reach_metrics_json_and_report(tmp_path):
       assert 0 <= lo <= hi <= 1
     assert m["bootstrap"]["unit"] == "clips" and m["bootstrap"]["resamples"] == 1000
     assert m["bootstrap"]["seed"] == 0 and m["bootstrap"]["level"] == 0.95
+    lo, hi = m["events"]["auc_ci"]
+    assert 0 <= lo <= m["events"]["auc"] <= hi <= 1
   assert set(saved["all"]["per_type"]) == {"arm", "part"}
   arm = saved["all"]["per_type"]["arm"]
   assert arm["anomalous_frames"] == 3 * 8 and arm["normal_frames"] == 6 * 22

@@ -116,6 +116,11 @@ def test_demo_writes_a_complete_report(demo_run):
     rows = list(csv.DictReader(f))
   assert len(rows) == sum(len(c.frames) for c in test_clips)
   assert {r["clip"] for r in rows} == {c.name for c in test_clips}
+  # Each frame's anomaly type, as the benchmark labels it ("" on normal frames).
+  want_types = [t for c in test_clips for t in c.frame_types]
+  assert [r["anomaly_type"] for r in rows] == want_types
+  assert {t for t in want_types if t} and all(bool(t) == (r["label"] == "1")
+                                              for t, r in zip(want_types, rows))
   assert len(list((report / "plots").glob("*.png"))) == len(test_clips)
   for name in ("roc.png", "worst_frames.png", "report.html", "per_video.csv"):
     assert (report / name).stat().st_size > 0, name

@@ -91,7 +91,7 @@ def test_train_resume_eval_score_through_the_cli(name, tmp_path, capsys):
     assert 0 <= metrics["metrics"]["all"]["auroc"] <= 1
     assert metrics["score"]["name"] == method.score(config).name
     header = (tmp_path / "report" / "scores.csv").read_text().splitlines()[0].split(",")
-    assert header[3] == metrics["score"]["name"]
+    assert header[4] == metrics["score"]["name"]
   else:
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--mask-from" in err
     assert "Traceback" not in err

@@ -209,7 +209,7 @@ def test_reproduce_paper001_tabulates_every_run(bench_root, tmp_path, capsys):
   row = tables["runs"]["skiptwice_lighting"]
   assert row["all"]["frame_auc"] == pytest.approx(result["metrics"]["all"]["auroc"])
   assert row["all"]["case_auc"] == pytest.approx(result["metrics"]["all"]["events"]["auc"])
-  assert "| skiptwice | " in out and "frame AUC [95% CI] / case AUC" in out
+  assert "| skiptwice | " in out and "frame AUC / case AUC [95% CIs]" in out
   assert (tmp_path / "out" / "pickplace" / "skiptwice_none" / "report.html").stat().st_size > 0
   # paper001 takes --set, not paper000's per-model overrides.
   code, _, err = run_cli(["reproduce", "paper001", "--ae", "train.steps=1"], capsys)

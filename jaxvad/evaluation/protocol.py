@@ -360,8 +360,8 @@ def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None, types=None
     with types: "per_type" ({type: {"auroc", "aupr", "eer", their "_ci" intervals, "bootstrap",
     "anomalous_frames", "normal_frames", "videos_with_type"}}, `PER_TYPE_DEFINITION` in
     "per_type_definition") and "untyped_anomalous_frames",
-    "events" ({"auc", "anomalous_events", "normal_intervals", "fpr", "tpr"}: threshold-free
-    event ROC, `metrics.event_roc`), and with a threshold: "threshold" (its record),
+    "events" ({"auc", "auc_ci", "anomalous_events", "normal_intervals", "fpr", "tpr"}:
+    threshold-free event ROC, `metrics.event_roc`, `metrics.event_auc_interval`), and with a threshold: "threshold" (its record),
     "confusion" (TP/FN/FP/TN + `metrics.confusion_rates`) and "events_at_threshold"
     (`metrics.event_metrics`). "notes" lists caveats.
 
@@ -425,7 +425,11 @@ def evaluate(protocol: Protocol, videos: Iterable, *, threshold=None, types=None
   result["per_video"] = per_video
 
   roc = metrics.event_roc([v.labels for v in processed], [v.scores for v in processed])
-  result["events"] = {"auc": roc["auc"], "anomalous_events": roc["anomalous_events"],
+  result["events"] = {"auc": roc["auc"], "auc_ci": (
+                          metrics.event_auc_interval([v.labels for v in processed],
+                                                     [v.scores for v in processed], **boot)["auc"]
+                          if boot["resamples"] else [float("nan")] * 2),
+                      "anomalous_events": roc["anomalous_events"],
                       "normal_intervals": roc["normal_intervals"],
                       "fpr": roc["fpr"].tolist(), "tpr": roc["tpr"].tolist()}
 

@@ -3,8 +3,8 @@
 `write_report` takes the dict of `evaluate.evaluate_clips` and writes, into one folder:
   metrics.json        protocol, threshold, metrics per group of clips (+ run info)
   per_video.csv       one row per clip: frames, anomalous frames, AUROC, AUPR, EER, peak score
-  scores.csv          one row per frame: label, the method's raw score, processed score, flag,
-                      distractor flags
+  scores.csv          one row per frame: label, anomaly type (where the clips carry types), the
+                      method's raw score, processed score, flag, distractor flags
   plots/<clip>.png    score curve, ground truth shaded, threshold line, detections (001 Fig. 4.3)
   overview.png        all score curves on one page
   roc.png             frame and event ("case-by-case", 001 §4.1) ROC curves
@@ -115,7 +115,7 @@ def _roc_png(result: dict) -> bytes:
   events = result["metrics"]["all"]["events"]
   if len(events["fpr"]):
     ax_e.plot(events["fpr"], events["tpr"], lw=1.4, drawstyle="default",
-              label=f"all (event AUC {events['auc']:.3f})")
+              label=f"all (event AUC {format_ci(events['auc'], events.get('auc_ci'))})")
   for ax, title, unit in ((ax_f, "frame-level ROC", "frames"),
                           (ax_e, "event-level ROC (case by case)", "intervals")):
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
@@ -235,16 +235,17 @@ def format_table(summary: dict) -> str:
     return "n/a" if not _finite(x) else f"{x:.3f}"
 
   head = (f"{'test clips':<18}{'clips':>6}{'frames':>8}{'anomalous':>11}  {'AUROC [95% CI]':<22}"
-          f"{'AUPR':>6}{'EER':>8}{'event AUC':>11}")
+          f"{'AUPR':>6}{'EER':>8}  event AUC [95% CI]")
   lines = [head]
   for name, m in summary.items():
     line = (f"{name:<18}{m['clips']:>6}{m['frames']:>8}{m['anomalous_frames']:>11}  "
             f"{format_ci(m['auroc'], m.get('auroc_ci')):<22}{fmt(m['aupr']):>6}"
-            f"{fmt(m['eer']):>8}{fmt(m['events']['auc']):>11}")
+            f"{fmt(m['eer']):>8}  "
+            f"{format_ci(m['events']['auc'], m['events'].get('auc_ci')):<22}")
     if "confusion" in m:
       c = m["confusion"]
-      line += f"   TP {c['TP']} FN {c['FN']} FP {c['FP']} TN {c['TN']}"
-    lines.append(line)
+      line += f" TP {c['TP']} FN {c['FN']} FP {c['FP']} TN {c['TN']}"
+    lines.append(line.rstrip())
   groups, rows = per_type_rows(summary)
   if rows:
     width = max(12, *(len(r[0]) + 2 for r in rows))
@@ -263,15 +264,16 @@ def _csv(rows: list[list]) -> str:
 
 
 def _scores_csv(clips: list[dict], raw_name: str) -> str:
-  rows = [["clip", "frame", "label", raw_name, "score", "flagged", *DISTRACTORS]]
+  rows = [["clip", "frame", "label", "anomaly_type", raw_name, "score", "flagged", *DISTRACTORS]]
   for clip in clips:
-    flags = clip.get("distractors")
+    flags, types = clip.get("distractors"), clip.get("types")
     for t in range(len(clip["score"])):
       score = clip["score"][t]
       flagged = "" if clip["flags"] is None or not math.isfinite(score) else int(clip["flags"][t])
       row_flags = [int(f) for f in flags[t]] if flags is not None else [""] * len(DISTRACTORS)
       raw = clip["raw"][t]
       rows.append([clip["name"], t, int(clip["labels"][t]),
+                   "" if types is None else types[t],
                    f"{raw:.4f}" if math.isfinite(raw) else "",
                    f"{score:.4f}" if math.isfinite(score) else "", flagged, *row_flags])
   return _csv(rows)
@@ -329,7 +331,7 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
     c = m.get("confusion", {})
     summary_rows.append([name, m["clips"], m["frames"], m["anomalous_frames"],
                          *(format_ci(m[k], m.get(f"{k}_ci")) for k in ("auroc", "aupr", "eer")),
-                         _fmt(m["events"]["auc"]),
+                         format_ci(m["events"]["auc"], m["events"].get("auc_ci")),
                          *(c.get(k, "—") for k in ("TP", "FN", "FP", "TN"))])
   type_groups, type_rows = per_type_rows(groups)
   per_type = ""
@@ -377,7 +379,7 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
 <h1>jaxvad evaluation report</h1>
 <h2>Metrics</h2>
 {_table(["clips", "count", "frames", "anomalous", "AUROC [95% CI]", "AUPR [95% CI]",
-         "EER [95% CI]", "event AUC", "TP", "FN", "FP", "TN"], summary_rows)}
+         "EER [95% CI]", "event AUC [95% CI]", "TP", "FN", "FP", "TN"], summary_rows)}
 <p>{html.escape(interval_note(groups))}</p>
 {per_type}
 {thr}{mask}{notes}

@@ -133,7 +133,8 @@ def evaluate_row(scorer: evaluate.Scorer, val: list[ClipOutputs], test: list[Cli
     row[name] = {"TP": c["TP"], "FN": c["FN"], "FP": c["FP"], "TN": c["TN"],
                  "auroc": m["auroc"], "aupr": m["aupr"], "eer": m["eer"],
                  "auroc_ci": m["auroc_ci"], "aupr_ci": m["aupr_ci"], "eer_ci": m["eer_ci"],
-                 "event_auc": m["events"]["auc"], "frames": m["frames"], "clips": m["clips"]}
+                 "event_auc": m["events"]["auc"], "event_auc_ci": m["events"]["auc_ci"],
+                 "frames": m["frames"], "clips": m["clips"]}
     if m.get("per_type"):
       row[name]["per_type"] = {
           t: {k: v[k] for k in ("auroc", "auroc_ci", "aupr", "aupr_ci", "anomalous_frames")}
@@ -147,9 +148,8 @@ def evaluate_row(scorer: evaluate.Scorer, val: list[ClipOutputs], test: list[Cli
 def _fmt_row(name: str, row: dict, group: str) -> str:
   g = row[group]
   ci = lambda k: report.format_ci(g[k], g.get(f"{k}_ci"))  # noqa: E731
-  fmt = lambda x: "n/a" if not math.isfinite(x) else f"{x:.3f}"  # noqa: E731
   return (f"| {name} | {g['TP']} | {g['FN']} | {g['FP']} | {ci('auroc')} | {ci('aupr')} "
-          f"| {ci('eer')} | {fmt(g['event_auc'])} |")
+          f"| {ci('eer')} | {ci('event_auc')} |")
 
 
 def _per_type_table(rows: dict, group: str) -> list[str]:
@@ -174,7 +174,7 @@ def markdown_tables(results: dict, *, group: str = "with_distractors") -> str:
   AUPR and EER with 95 % bootstrap intervals over test clips, and AUROC per anomaly type
   where the clips carry types."""
   head = ("| | True Positives | False Negatives | False Positives | AUROC [95% CI] | AUPR [95% CI] "
-          "| EER [95% CI] | event AUC |\n|---|---|---|---|---|---|---|---|")
+          "| EER [95% CI] | event AUC [95% CI] |\n|---|---|---|---|---|---|---|---|")
   out = []
   for scene, r in results["scenes"].items():
     out.append(f"### {scene}: test clips {group.replace('_', ' ')} (Tables 4.2-4.4)\n")

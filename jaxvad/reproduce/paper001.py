@@ -51,6 +51,7 @@ def _summary(result: dict) -> dict:
     if m is None:
       continue
     out[group] = {"frame_auc": m["auroc"], "case_auc": m["events"]["auc"],
+                  "case_auc_ci": m["events"].get("auc_ci"),
                   "TP": m.get("confusion", {}).get("TP"), "FP": m.get("confusion", {}).get("FP"),
                   "clips": m["clips"],
                   # 95 % bootstrap intervals over test clips (`protocol.evaluate`)
@@ -152,7 +153,8 @@ def _grid(title: str, runs: dict, cell: Callable) -> list[str]:
 
 
 def _auc_cell(g: dict) -> str:
-  return f"{report.format_ci(g['frame_auc'], g.get('frame_auc_ci'))} / {_f(g['case_auc'])}"
+  return (f"{report.format_ci(g['frame_auc'], g.get('frame_auc_ci'))} / "
+          f"{report.format_ci(g['case_auc'], g.get('case_auc_ci'))}")
 
 
 def _type_cell(summary: dict, anomaly_type: str) -> str:
@@ -172,7 +174,7 @@ def markdown_tables(results: dict) -> str:
       if not any(group in run["summary"] for run in runs.values()):
         continue
       clips = next(run["summary"][group]["clips"] for run in runs.values())
-      out += _grid(f"{scene}: frame AUC [95% CI] / case AUC, test clips "
+      out += _grid(f"{scene}: frame AUC / case AUC [95% CIs], test clips "
                    f"{group.replace('_', ' ')} ({clips} clips)", runs,
                    lambda run, g=group: _auc_cell(run["summary"][g]))
     types = sorted({t for run in runs.values()
@@ -206,7 +208,7 @@ def write_results(out_dir: pathlib.Path, results: dict) -> None:
   first = next(iter(next(iter(results["scenes"].values()))["runs"].values()))["summary"]
   text = [f"# Paper 001 on the synthetic benchmark (preset {results['preset']})\n",
           "Scores: PSNR of the predicted 5th frame, moving average over score.smoothing frames; "
-          "threshold on normal validation clips only. Cells: frame AUC [95% CI] / case AUC. "
+          "threshold on normal validation clips only. Cells: frame AUC / case AUC [95% CIs]. "
           f"{report.interval_note({'all': first})}\n",
           markdown_tables(results)]
   report.write_atomic(out_dir / "tables.md", "\n".join(text) + "\n")
