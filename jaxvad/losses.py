@@ -12,7 +12,8 @@ import optax
 
 from jaxvad import scoring
 
-__all__ = ["intensity_loss", "gradient_loss", "ssim_loss", "soft_label_cross_entropy"]
+__all__ = ["intensity_loss", "gradient_loss", "ssim_loss", "soft_label_cross_entropy",
+           "lsgan_generator_loss", "lsgan_discriminator_loss"]
 
 
 def _frames(pred, target):
@@ -109,3 +110,40 @@ def soft_label_cross_entropy(logits, labels):
   if logits.ndim < 1:
     raise ValueError("logits must have a class axis, got a scalar")
   return jnp.mean(optax.softmax_cross_entropy(logits, labels))
+
+
+def lsgan_generator_loss(d_fake):
+  """FFP's adversarial loss for the generator (least-squares GAN): `mean((d_fake - 1)**2 / 2)`.
+
+  As feiyuhuahuo/Anomaly_Prediction `losses.py` `Adversarial_Loss` and the TF original's
+  `adv_loss` (ano_pred_cvpr2018 `Codes/train.py`), both on the discriminator's sigmoid outputs
+  (`PatchGAN`'s `out`), not its logits.
+
+  Args:
+    d_fake: the discriminator's outputs on predicted frames, any shape (e.g. `[N, h, w, 1]`).
+
+  Returns:
+    float32 scalar.
+  """
+  d_fake = scoring._as_float(d_fake)
+  return jnp.mean((d_fake - 1) ** 2 / 2)
+
+
+def lsgan_discriminator_loss(d_real, d_fake):
+  """FFP's discriminator loss (least-squares GAN):
+  `mean((d_real - 1)**2 / 2) + mean(d_fake**2 / 2)`.
+
+  As feiyuhuahuo/Anomaly_Prediction `losses.py` `Discriminate_Loss` and the TF original's
+  `dis_loss` (ano_pred_cvpr2018 `Codes/train.py`): real frames pushed to 1, predicted ones to 0,
+  each term averaged over its own outputs. The caller stops the generator's gradient through
+  d_fake (the port's `G_frame.detach()`).
+
+  Args:
+    d_real: the discriminator's sigmoid outputs on real frames, any shape.
+    d_fake: its outputs on predicted frames, any shape.
+
+  Returns:
+    float32 scalar.
+  """
+  d_real, d_fake = scoring._as_float(d_real), scoring._as_float(d_fake)
+  return jnp.mean((d_real - 1) ** 2 / 2) + jnp.mean(d_fake ** 2 / 2)

@@ -1,4 +1,5 @@
-"""torchvision `r3d_18` / `resnet18` state dicts -> `R3D18` / `ResNet18` variables.
+"""torchvision `r3d_18` / `resnet18` state dicts -> `R3D18` / `ResNet18` variables, and FFP's
+PyTorch port (feiyuhuahuo/Anomaly_Prediction) -> `UNet` / `PatchGAN` variables.
 
 A user who downloaded torchvision's Kinetics-400 checkpoint (`r3d_18-b3b3357e.pth`) loads it as
 
@@ -27,6 +28,20 @@ Mapping (torch -> Flax, `{collection}/{path}`), `arch="r3d_18"` (the default):
   layerX.Y.convK / layerX.Y.bnK      -> layerX_Y/convK / bnK        (same rules)
   layerX.0.downsample.0 / .1         -> layerX_0/downsample/conv / bn
   fc.weight [out, in], fc.bias       -> params/fc/kernel [in, out], params/fc/bias
+`arch="ffp_unet"` (the port's `models/unet.py` `UNet`, for `jaxvad.models.unet.UNet()`):
+  inc.conv.conv.0 / .1 / .3 / .4     -> inc/conv1 / bn1 / conv2 / bn2   (conv OIHW -> HWIO, BN
+                                        as above; the convs have no bias)
+  downK.mpconv.1.conv.0 / .1 / .3 / .4 -> downK/conv1 / bn1 / conv2 / bn2
+  upK.up.weight [in, out, H, W], .bias -> params/upK/up/kernel [H, W, out, in], bias (the
+                                        `transpose_kernel=True` layout: the same permutation as
+                                        a conv weight, no flip)
+  upK.conv.conv.0 / .1 / .3 / .4     -> upK/conv1 / bn1 / conv2 / bn2
+  outc.weight, outc.bias             -> params/outc/kernel, bias
+`arch="ffp_patchgan"` (the port's `models/pix2pix_networks.py` `PixelDiscriminator`, default
+`use_norm=False`, for `jaxvad.models.patchgan.PatchGAN()`):
+  net.0 / .2 / .4 / .6 / .8 .weight, .bias -> params/conv0 .. conv4/kernel, bias
+The port saves training checkpoints as {"net_g": generator, "net_d": discriminator, optimizer
+states}; given one, "ffp_unet" reads its "net_g" and "ffp_patchgan" its "net_d".
 `*.num_batches_tracked` is dropped (Flax BN has no counter; momentum is fixed).
 
 torch is imported only to read a `.pth` file; dicts of numpy arrays need no torch.
@@ -45,17 +60,31 @@ from jaxvad.models.r3d import BLOCKS_PER_STAGE   # resnet18 has the same 2 block
 __all__ = ["torch_to_flax", "load_torch_weights", "key_mapping", "torchvision_keys",
            "ConversionError", "ARCHS"]
 
-# torchvision model names this module converts, and the rank of their conv weights.
-ARCHS = ("r3d_18", "resnet18")
-_CONV_NDIM = {"r3d_18": 5, "resnet18": 4}
+# Model names this module converts, and the rank of their conv weights.
+ARCHS = ("r3d_18", "resnet18", "ffp_unet", "ffp_patchgan")
+_CONV_NDIM = {"r3d_18": 5, "resnet18": 4, "ffp_unet": 4, "ffp_patchgan": 4}
 _CONV_LAYOUT = {5: "Conv3d weight [out, in, T, H, W]", 4: "Conv2d weight [out, in, H, W]"}
+_SOURCE = {"r3d_18": "torchvision r3d_18", "resnet18": "torchvision resnet18",
+           "ffp_unet": "feiyuhuahuo/Anomaly_Prediction UNet",
+           "ffp_patchgan": "feiyuhuahuo/Anomaly_Prediction PixelDiscriminator"}
+# The entry of the port's training checkpoints ({"net_g", "net_d", "optimizer_g", ...}) each
+# FFP arch reads.
+_CHECKPOINT_ENTRY = {"ffp_unet": "net_g", "ffp_patchgan": "net_d"}
+# The first conv of each arch (its output channels say the width) and its channels at width 1.
+_FIRST_CONV = {"r3d_18": (("stem", "conv"), 64), "resnet18": (("conv1",), 64),
+               "ffp_unet": (("inc", "conv1"), 64), "ffp_patchgan": (("conv0",), 128)}
+# FFP U-Net modules (torch prefix of the double conv's Sequential, Flax path), forward order.
+_FFP_UNET_LEVELS = [("inc.conv.conv", "inc")] + [
+    (f"down{k}.mpconv.1.conv", f"down{k}") for k in (1, 2, 3)]
+_FFP_PATCHGAN_CONVS = 5   # net.0, .2, .4, .6, .8 (LeakyReLUs between them hold no parameters)
 
 _BN_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
               "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
 
 class ConversionError(JaxvadError, ValueError):
-  """A state dict that is not torchvision's r3d_18 / resnet18 layout, or does not fit the model."""
+  """A state dict that is not the arch's layout (torchvision r3d_18 / resnet18, the FFP port's
+  UNet / PixelDiscriminator), or does not fit the model."""
 
 
 def _check_arch(arch: str) -> None:
@@ -71,6 +100,8 @@ def _units(arch: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
   `downsample = Sequential(conv, bn)` at block 0 of layer2..4.
   """
   _check_arch(arch)
+  if arch.startswith("ffp_"):
+    raise ValueError(f"{arch} has no torchvision units")   # internal: callers dispatch first
   if arch == "r3d_18":
     units = [("stem.0", "stem.1", ("stem", "conv"), ("stem", "bn"))]
   else:
@@ -91,19 +122,53 @@ def _units(arch: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]
   return units
 
 
+def _ffp_key_mapping(arch: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+  """`key_mapping` of the FFP port's UNet ("ffp_unet") or PixelDiscriminator ("ffp_patchgan")."""
+  keys = {}
+
+  def conv(torch_name, path, bias):
+    keys[f"{torch_name}.weight"] = ("params", path + ("kernel",))
+    if bias:
+      keys[f"{torch_name}.bias"] = ("params", path + ("bias",))
+
+  def double_conv(prefix, path):
+    # Sequential(conv, bn, relu, conv, bn, relu): parameters at indices 0, 1, 3, 4.
+    for k, (conv_index, bn_index) in enumerate(((0, 1), (3, 4)), start=1):
+      conv(f"{prefix}.{conv_index}", (path, f"conv{k}"), bias=False)
+      for leaf, (collection, name) in _BN_LEAVES.items():
+        keys[f"{prefix}.{bn_index}.{leaf}"] = (collection, (path, f"bn{k}", name))
+
+  if arch == "ffp_patchgan":
+    for i in range(_FFP_PATCHGAN_CONVS):
+      conv(f"net.{2 * i}", (f"conv{i}",), bias=True)
+    return keys
+  for prefix, path in _FFP_UNET_LEVELS:
+    double_conv(prefix, path)
+  for k in (1, 2, 3):
+    conv(f"up{k}.up", (f"up{k}", "up"), bias=True)
+    double_conv(f"up{k}.conv.conv", f"up{k}")
+  conv("outc", ("outc",), bias=True)
+  return keys
+
+
 def key_mapping(*, arch: str = "r3d_18",
                 include_fc: bool = True) -> dict[str, tuple[str, tuple[str, ...]]]:
-  """Where each torchvision state-dict entry goes in the `R3D18` / `ResNet18` variables.
+  """Where each state-dict entry goes in the `R3D18` / `ResNet18` / `UNet` / `PatchGAN` variables.
 
   Args:
-    arch: "r3d_18" (`jaxvad.models.r3d.R3D18`) or "resnet18" (`jaxvad.models.resnet.ResNet18`).
-    include_fc: include `fc.weight` and `fc.bias`.
+    arch: "r3d_18" (`jaxvad.models.r3d.R3D18`), "resnet18" (`jaxvad.models.resnet.ResNet18`),
+      "ffp_unet" (`jaxvad.models.unet.UNet`, form "pytorch") or "ffp_patchgan"
+      (`jaxvad.models.patchgan.PatchGAN`, form "pytorch").
+    include_fc: include `fc.weight` and `fc.bias` (the FFP archs have no fc and ignore it).
 
   Returns:
     torch key -> (Flax collection, path in it), e.g. "layer2.0.downsample.1.running_var" ->
     ("batch_stats", ("layer2_0", "downsample", "bn", "var")); every key but
     `*.num_batches_tracked`, in `state_dict()` (forward) order.
   """
+  _check_arch(arch)
+  if arch.startswith("ffp_"):
+    return _ffp_key_mapping(arch)
   keys = {}
   for conv, bn, conv_path, bn_path in _units(arch):
     keys[f"{conv}.weight"] = ("params", conv_path + ("kernel",))
@@ -116,15 +181,15 @@ def key_mapping(*, arch: str = "r3d_18",
 
 
 def torchvision_keys(*, arch: str = "r3d_18", include_fc: bool = True) -> list[str]:
-  """The state-dict keys of torchvision's r3d_18 or resnet18.
+  """The state-dict keys of torchvision's r3d_18 or resnet18 (or of an FFP arch's torch module).
 
   Args:
-    arch: "r3d_18" or "resnet18".
+    arch: "r3d_18", "resnet18", "ffp_unet" or "ffp_patchgan".
     include_fc: include `fc.weight` and `fc.bias`.
 
   Returns:
-    The keys of `r3d_18().state_dict()` (`resnet18()`'s) less `*.num_batches_tracked`, in its
-    order.
+    The keys of `r3d_18().state_dict()` (`resnet18()`'s, the FFP port's `UNet(12)` /
+    `PixelDiscriminator(3)`'s) less `*.num_batches_tracked`, in its order.
   """
   return list(key_mapping(arch=arch, include_fc=include_fc))
 
@@ -143,7 +208,7 @@ def _origin(source: Any) -> str:
   return f" in {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else ""
 
 
-def _read_state_dict(source: Any) -> Mapping[str, Any]:
+def _read_state_dict(source: Any, arch: str) -> Mapping[str, Any]:
   if isinstance(source, (str, os.PathLike)):
     try:
       import torch  # pylint: disable=g-import-not-at-top  # only needed for .pth files
@@ -159,6 +224,9 @@ def _read_state_dict(source: Any) -> Mapping[str, Any]:
   if not isinstance(source, Mapping):
     raise ConversionError(f"expected a state dict (a mapping of names to arrays), got "
                           f"{type(source).__name__}")
+  entry = _CHECKPOINT_ENTRY.get(arch)
+  if entry in source and isinstance(source[entry], Mapping):   # the port's training checkpoint
+    source = source[entry]
   return source
 
 
@@ -170,28 +238,30 @@ def _format_keys(keys) -> str:
 
 def torch_to_flax(state_dict: Any, *, arch: str = "r3d_18",
                   include_fc: bool = True) -> dict[str, dict]:
-  """Converts a torchvision `r3d_18` or `resnet18` state dict to Flax variables.
+  """Converts a torchvision `r3d_18` / `resnet18` or an FFP port state dict to Flax variables.
 
   Args:
-    state_dict: a mapping of torchvision key -> torch tensor or numpy array, or the path of a
-      `.pth` file holding one (read with `torch.load(..., weights_only=True)`).
-    arch: "r3d_18" (default; for `R3D18`) or "resnet18" (for `ResNet18`).
+    state_dict: a mapping of torch key -> torch tensor or numpy array, or the path of a
+      `.pth` file holding one (read with `torch.load(..., weights_only=True)`); for the FFP
+      archs also the port's training checkpoint (its "net_g" / "net_d" entry is read).
+    arch: "r3d_18" (default; for `R3D18`), "resnet18" (for `ResNet18`), "ffp_unet" (for
+      `UNet()`) or "ffp_patchgan" (for `PatchGAN()`).
     include_fc: False drops `fc.*` (present or not), for a head with another class count or a
       backbone-only `ResNet18`; the result then has no `fc` and can be merged into initialised
       variables (`load_torch_weights`).
 
   Returns:
     `{"params": ..., "batch_stats": ...}`: nested dicts of float32 numpy arrays, for
-    `R3D18(width=w, ...)` / `ResNet18(width=w, ...)` where 64·w is the first conv's channel
-    count in the checkpoint. Shapes are not checked against a model here;
-    `load_torch_weights` does that.
+    `R3D18(width=w, ...)` / `ResNet18(width=w, ...)` / `UNet(width=w, ...)` where 64·w is the
+    first conv's channel count in the checkpoint (`PatchGAN(width=w)`: 128·w). Shapes are not
+    checked against a model here; `load_torch_weights` does that.
 
   Raises:
     ConversionError: keys missing from or unknown to the arch's layout (all listed), a conv
       weight of the wrong rank, an unknown arch, or an unreadable file.
   """
   where = _origin(state_dict)
-  source = _read_state_dict(state_dict)
+  source = _read_state_dict(state_dict, arch)
   expected = key_mapping(arch=arch, include_fc=include_fc)
   given = {k for k in source if not k.endswith("num_batches_tracked")}
   ignored = set() if include_fc else {"fc.weight", "fc.bias"}
@@ -208,8 +278,8 @@ def torch_to_flax(state_dict: Any, *, arch: str = "r3d_18",
       hint = " (keys start with 'module.': strip that DataParallel prefix first)"
     for other in ARCHS:   # the right checkpoint for the other model: say which arch to pass
       if other != arch and set(key_mapping(arch=other, include_fc=False)) <= given:
-        hint = f" (this is a torchvision {other} state dict: pass arch={other!r})"
-    raise ConversionError(f"not a torchvision {arch} state dict{where}: " + "; ".join(parts)
+        hint = f" (this is a {_SOURCE[other]} state dict: pass arch={other!r})"
+    raise ConversionError(f"not a {_SOURCE[arch]} state dict{where}: " + "; ".join(parts)
                           + hint)
 
   conv_ndim = _CONV_NDIM[arch]
@@ -220,9 +290,12 @@ def torch_to_flax(state_dict: Any, *, arch: str = "r3d_18",
       value = value.T                          # Linear [out, in] -> Dense [in, out]
     elif path[-1] == "kernel":
       if value.ndim != conv_ndim:
-        raise ConversionError(f"{key}{where}: expected a {_CONV_LAYOUT[conv_ndim]}, got shape "
-                              f"{value.shape}")
-      # O, I, *spatial -> *spatial, I, O (OIDHW -> DHWIO, OIHW -> HWIO)
+        layout = ("ConvTranspose2d weight [in, out, H, W]" if path[-2] == "up"
+                  else _CONV_LAYOUT[conv_ndim])
+        raise ConversionError(f"{key}{where}: expected a {layout}, got shape {value.shape}")
+      # O, I, *spatial -> *spatial, I, O (OIDHW -> DHWIO, OIHW -> HWIO). A ConvTranspose2d
+      # weight [in, out, H, W] goes the same way to [H, W, out, in], the layout of
+      # `transpose_kernel=True` (torch's semantics, so no spatial flip).
       value = value.transpose(*range(2, conv_ndim), 1, 0)
     node = variables[collection]
     for name in path[:-1]:
@@ -253,12 +326,14 @@ def _unflatten(flat: Mapping[tuple, Any]) -> dict:
 
 def load_torch_weights(variables: Mapping, state_dict: Any, *, arch: str = "r3d_18",
                        include_fc: bool = True) -> dict[str, dict]:
-  """Puts a torchvision r3d_18 / resnet18 state dict into existing variables, shape-checked.
+  """Puts a torchvision r3d_18 / resnet18 or FFP port state dict into existing variables,
+  shape-checked.
 
   Args:
     variables: `{"params", "batch_stats"}` of the target model (`R3D18` for "r3d_18",
-      `ResNet18` for "resnet18"), e.g. `model.init(...)` or `jax.eval_shape(model.init, ...)`
-      (only shapes are read from leaves that are replaced).
+      `ResNet18` for "resnet18", `UNet` for "ffp_unet", `PatchGAN` for "ffp_patchgan"), e.g.
+      `model.init(...)` or `jax.eval_shape(model.init, ...)` (only shapes are read from leaves
+      that are replaced).
     state_dict: as for `torch_to_flax`.
     arch: as for `torch_to_flax`.
     include_fc: False keeps the target's `fc`, if it has one (e.g. a per-frame head with C
@@ -290,12 +365,15 @@ def load_torch_weights(variables: Mapping, state_dict: Any, *, arch: str = "r3d_
   mismatched = [p for p in converted
                 if p in target and tuple(converted[p].shape) != tuple(target[p].shape)]
   if mismatched:
-    first_conv = _units(arch)[0][2]   # ("stem", "conv") / ("conv1",)
+    first_conv, base = _FIRST_CONV[arch]   # e.g. ("stem", "conv"), 64 channels at width 1
     first = ("params",) + first_conv + ("kernel",)
-    if first in mismatched:   # the usual cause: another width; say so before listing leaves
-      c, t = converted[first].shape[-1], target[first].shape[-1]
-      problems.append(f"the checkpoint has width {c / 64:g} ({c} {first_conv[0]} channels), "
-                      f"the model {t / 64:g} ({t})")
+    if first in mismatched:   # the usual causes: another width or input; say so before leaves
+      (ci, c), (ti, t) = converted[first].shape[-2:], target[first].shape[-2:]
+      if c != t:
+        problems.append(f"the checkpoint has width {c / base:g} ({c} {first_conv[0]} channels), "
+                        f"the model {t / base:g} ({t})")
+      if ci != ti:   # e.g. an FFP generator for 4 RGB frames (12) vs one for gray frames (4)
+        problems.append(f"the checkpoint takes {ci} input channels, the model {ti}")
     elif all(p[:2] == ("params", "fc") for p in mismatched):
       problems.append("another class count: pass include_fc=False to keep the model's fc")
     problems.append("shape (checkpoint vs model): " + _format_keys(
