@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,11 +150,27 @@ def cam_step(state, batch):
   return {"cams": jnp.stack([cam_lib.eigen_cam(a) for a in aux["activations"][-4:]], axis=2)}
 
 
+def in_masker_colour(config, frames: np.ndarray) -> np.ndarray:
+  """uint8 `[T, H, W, C]` frames in the colour the masking model was trained on.
+
+  A detector may read RGB where the masker reads gray (or the reverse): the masker then sees
+  the same frames, converted as `jaxvad.data.video` reads them (ITU-R 601 luma, OpenCV).
+  """
+  want = 1 if config.data.grayscale else 3
+  if frames.shape[-1] == want:
+    return frames
+  if want == 1:
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])[..., None]
+  return np.repeat(frames, 3, axis=-1)
+
+
 def clip_cams(config, state, frames) -> np.ndarray:
-  """float32 `[T, 4, h, w]` Eigen-CAM maps of every frame of a clip (`cam_step`)."""
+  """float32 `[T, 4, h, w]` Eigen-CAM maps of every frame of a clip (`cam_step`); frames of
+  either colour (`in_masker_colour`)."""
   runner = inference.WindowRunner(cam_step, window=config.data.window,
                                   batch_size=config.score.batch_size)
-  return runner.clip_outputs(state, frames, ["cams"])["cams"].astype(np.float32)
+  return runner.clip_outputs(state, in_masker_colour(config, frames),
+                             ["cams"])["cams"].astype(np.float32)
 
 
 def clip_mask(config, state, frames, *, setting: masking.MaskSetting = masking.MAIN_SETTING):

@@ -204,10 +204,9 @@ def _load_configs(preset: str, scene: str, ae_overrides, masker_overrides,
     raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
   ae_name, masker_name = PRESETS[preset]
   ae_cfg = config_lib.load_config(detector or ae_name, [f"data.scene={scene}", *ae_overrides])
-  # The masker sees the detector's frames: RGB for an RGB detector (R3D-18 takes either).
-  colour = f"data.grayscale={str(ae_cfg.data.grayscale).lower()}"
-  m_cfg = config_lib.load_config(masker_name, [f"data.scene={scene}", colour, *masker_overrides])
-  for key in ("dataset", "scene", "preset", "root", "seed", "size", "grayscale"):
+  m_cfg = config_lib.load_config(masker_name, [f"data.scene={scene}", *masker_overrides])
+  # Colour may differ: the masker converts the detector's frames (`in_masker_colour`).
+  for key in ("dataset", "scene", "preset", "root", "seed", "size"):
     if getattr(ae_cfg.data, key) != getattr(m_cfg.data, key):
       raise ConfigError(f"the detector ({ae_cfg.name}) and masking-model ({m_cfg.name}) "
                         f"configs must read the same frames: data.{key} is "
@@ -229,7 +228,7 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, ae_overrides=()
   `detector` names the config of the model whose scores are masked (default: the preset's
   ConvLSTM autoencoder, the paper's); any method with an image output works, scored as its
   config says (e.g. max-patch SSIM inside the mask). Runs go to <workdir>/<scene>/ae (or
-  detector_<name>) and masker (masker_rgb for an RGB detector).
+  detector_<name>) and <workdir>/<scene>/masker, which every detector shares.
   """
   ae_cfg, m_cfg = _load_configs(preset, scene, ae_overrides, masker_overrides, detector)
   if ae_cfg.score.threshold == "none":
@@ -237,9 +236,8 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, ae_overrides=()
                       "config (calibrated on validation data only)")
   datasets.ensure_benchmark(ae_cfg.data, progress=train_progress)
   ae_dir = f"detector_{ae_cfg.name}" if detector else "ae"
-  masker_dir = "masker" if m_cfg.data.grayscale else "masker_rgb"
   ae_cfg, ae_state = _trained(ae_cfg, workdir / scene / ae_dir, progress=train_progress)
-  masker = _trained(m_cfg, workdir / scene / masker_dir, progress=train_progress)
+  masker = _trained(m_cfg, workdir / scene / "masker", progress=train_progress)
   scorer = evaluate.Scorer(ae_cfg, ae_state)
   wrap = progress or (lambda xs, desc: xs)
   outs = {split: [clip_outputs(c, scorer=scorer, masker=masker)
