@@ -23,6 +23,8 @@ STEPS = ["train.checkpoint_every=1", "train.log_every=1", "train.batch_size=8"]
 TINY = {
     "convlstm_ae": ("convlstm_ae_demo", ["model.features=[4,8]", "model.lstm_features=8", "data.window=4",
                              "data.stride=4", "data.size=[16,16]"]),
+    "ffp": ("ffp_demo", ["model.width=0.0625", "model.d_width=0.0625", "data.size=[32,32]",
+                         "data.stride=4"]),
     "predictive_ae": ("predictive_ae_demo", ["model.width=0.125", "data.size=[32,32]",
                                              "data.stride=4", "model.pretrained={pth}"]),
     "r3d_partition": ("r3d_partition_demo", ["data.size=[32,32]", "data.window=4",
