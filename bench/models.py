@@ -1,6 +1,6 @@
 """jaxvad against PyTorch: training step and scoring throughput of every model.
 
-    python bench/models.py                                   # the three demo configs, CPU
+    python bench/models.py                                   # every bench config, CPU
     python bench/models.py --methods predictive_ae --batch 32 --size 256 256 --bf16
     python bench/models.py --torch-compile --out bench/results
 
@@ -13,6 +13,9 @@ step (forward, loss, backward, Adam update) and the scoring step, each timed as 
 counts them, peak device memory where the backend reports it, and the ratio jaxvad / PyTorch
 eager of the same dtype. Writes a markdown table and JSON (with the machine described) under
 `--out`.
+
+FFP's step trains both of its networks (the U-Net generator and the PatchGAN discriminator,
+two Adams) on both sides: jaxvad's one jitted step, the baseline's `train_step`.
 
 The ConvLSTM baseline uses PyTorch's usual paddings (`torch_padding=True`): same shapes,
 parameters and FLOPs as jaxvad's 'SAME'-padded model, without the pad/crop copies an exact
@@ -77,16 +80,28 @@ def torch_bench(config, *, repeats: int, compile_: bool = False, amp: bool = Fal
   host = jax_bench.random_batch(config)
   frames = torch.from_numpy(host["frames"]).to(device)
   targets = torch.from_numpy(host["labels"]).to(device) if "labels" in host else None
-  opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                         lr=config.train.learning_rate)
-  loss_fn, score_fn = baseline.train_loss, baseline.score
+  own_step = hasattr(baseline, "train_step")   # several networks and optimizers (ffp)
+  if own_step:
+    opts = baseline.optimizers(model, config)
+  else:
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                           lr=config.train.learning_rate)
+  loss_fn = baseline.train_losses if own_step else baseline.train_loss
+  score_fn = baseline.score
   if compile_:
     loss_fn = torch.compile(loss_fn)
     score_fn = torch.compile(score_fn)
   autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
   sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
+  def losses_fn(*args):   # the forward under autocast, the backward passes outside it
+    with autocast:
+      return loss_fn(*args)
+
   def train_step():
+    if own_step:
+      baseline.train_step(model, opts, frames, targets, losses_fn=losses_fn)
+      return
     opt.zero_grad(set_to_none=True)
     with autocast:
       loss = loss_fn(model, frames, targets)

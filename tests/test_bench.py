@@ -11,6 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow   # ~50 s: two frameworks' steps compiled and timed; bench/, not the library
 def test_models_bench_writes_rows_for_both_frameworks(tmp_path):
   pytest.importorskip("torch")
   out = subprocess.run(
@@ -29,6 +30,7 @@ def test_models_bench_writes_rows_for_both_frameworks(tmp_path):
       rows[1]["train_step_ms"] / rows[0]["train_step_ms"], rel=0.02)
 
 
+@pytest.mark.slow   # ~25 s: an XLA profile of a train step; bench/, not the library
 def test_profile_attributes_step_time_to_ops_and_layers(tmp_path):
   result_file = tmp_path / "profile.json"
   out = subprocess.run(

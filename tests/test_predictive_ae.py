@@ -193,14 +193,14 @@ def test_pretrained_encoder_is_loaded_from_a_torchvision_file(bench_root, tmp_pa
 def test_reproduce_paper001_tabulates_every_run(bench_root, tmp_path, capsys):
   from tests.test_cli import run_cli
   argv = ["reproduce", "paper001", "--scenes", "pickplace", "--variants", "skiptwice",
-          "--augments", "none", "lighting", "--workdir", tmp_path / "runs",
+          "--augments", "lighting", "--workdir", tmp_path / "runs",
           "--out", tmp_path / "out", "--set", f"data.root={bench_root}"]
   for o in RUN:
     argv += ["--set", o]
   code, out, err = run_cli(argv, capsys)
   assert code == 0, err
   tables = json.loads((tmp_path / "out" / "tables.json").read_text())["scenes"]["pickplace"]
-  assert set(tables["runs"]) == {"skiptwice_none", "skiptwice_lighting"}
+  assert set(tables["runs"]) == {"skiptwice_lighting"}
   # Each cell is that run's own evaluation.
   config, state = train.load_trained(tmp_path / "runs" / "pickplace" / "skiptwice_lighting")
   assert config.model.augment == "lighting" and config.model.variant == "skiptwice"
@@ -210,7 +210,7 @@ def test_reproduce_paper001_tabulates_every_run(bench_root, tmp_path, capsys):
   assert row["all"]["frame_auc"] == pytest.approx(result["metrics"]["all"]["auroc"])
   assert row["all"]["case_auc"] == pytest.approx(result["metrics"]["all"]["events"]["auc"])
   assert "| skiptwice | " in out and "frame AUC / case AUC [95% CIs]" in out
-  assert (tmp_path / "out" / "pickplace" / "skiptwice_none" / "report.html").stat().st_size > 0
+  assert (tmp_path / "out" / "pickplace" / "skiptwice_lighting" / "report.html").stat().st_size > 0
   # paper001 takes --set, not paper000's per-model overrides.
   code, _, err = run_cli(["reproduce", "paper001", "--ae", "train.steps=1"], capsys)
   assert code == 2 and "--set" in err

@@ -1,16 +1,20 @@
 """The PyTorch baselines of bench/torch_baselines against jaxvad's models, on the same weights.
 
-For each method (`convlstm_ae`, `r3d_partition`, `predictive_ae` and its variants): random
+For each method (`convlstm_ae`, `r3d_partition`, `predictive_ae` and its variants, `ffp`): random
 jaxvad variables (every bias, BN scale / shift and running statistic random, so no layer is an
 identity) are copied into the torch model with its `load_flax_variables`; the eval forward
 (the method's `score_step` output) and the training loss (`train_step`'s, or for the other
-predictive variants the train-mode prediction and eq. 3.1) must then agree. Tolerances are
-relative to the output's magnitude; the measured values are in the comments.
+predictive variants the train-mode prediction and eq. 3.1; for ffp every loss of the step of
+both networks and the parameters after it) must then agree. Tolerances are relative to the
+output's magnitude; the measured values are in the comments.
 
-Sizes are tiny (width 0.125, 16..32 px, T = 4) and the jaxvad variables are drawn with numpy
-from `jax.eval_shape` shapes, not `model.init`: the file runs in ~30 s on 2 CPU cores, most of
-it XLA compiling the jaxvad steps (measured 28 s; 55 s while another job held 1.4 cores).
+Sizes are tiny (width 0.125, ffp 0.0625, 16..32 px, T = 4) and the jaxvad variables are drawn
+with numpy from `jax.eval_shape` shapes, not `model.init`: the file ran in ~30 s on 2 CPU cores
+before the ffp tests, most of it XLA compiling the jaxvad steps (measured 28 s; 55 s while
+another job held 1.4 cores); the two ffp tests add ~25 s (measured alone, under load).
 """
+
+import copy
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +25,7 @@ import pytest
 from jaxvad import config as config_lib
 from jaxvad import scoring
 from jaxvad.methods.base import TrainState
-from jaxvad.methods import convlstm_ae, predictive_ae, r3d_partition
+from jaxvad.methods import convlstm_ae, ffp, predictive_ae, r3d_partition
 
 torch = pytest.importorskip("torch")
 from bench import torch_baselines  # noqa: E402  pylint: disable=g-import-not-at-top  # needs torch
@@ -64,11 +68,13 @@ def _frames(shape, seed=1):
 
 
 def test_get_names_every_method():
-  assert torch_baselines.METHODS == ("convlstm_ae", "r3d_partition", "predictive_ae")
+  assert torch_baselines.METHODS == ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp")
   for name in torch_baselines.METHODS:
     module = torch_baselines.get(name)
     for fn in ("build", "train_loss", "score", "load_flax_variables"):
       assert callable(getattr(module, fn)), (name, fn)
+  for fn in ("optimizers", "train_losses", "train_step"):   # ffp's own update (two Adams)
+    assert callable(getattr(torch_baselines.get("ffp"), fn)), fn
   with pytest.raises(KeyError, match="no PyTorch baseline"):
     torch_baselines.get("nope")
 
@@ -263,3 +269,115 @@ def test_build_rejects_augmentation():
   config = config_lib.load_config("predictive_ae_demo", ["model.augment=general"])
   with pytest.raises(ValueError, match="augment"):
     torch_baselines.get("predictive_ae").build(config)
+
+
+# --------------------------------------------------------------------------- ffp
+
+
+def test_ffp_step_and_score_match_jaxvad():
+  """One training step of both networks and the score, on the same weights and batch.
+
+  jaxvad's `ffp.train_step` against the baseline's `train_step` with its `optimizers`: the
+  losses (the generator's intensity, gradient and adversarial terms and total, the
+  discriminator's LSGAN loss), then every parameter after the Adam updates, the generator's BN
+  running means, and `score_step`'s PSNR of the weights before the step. The gradient loss is
+  jaxvad's on both sides (pairs inside the frame; the port's zero-padded border pairs would
+  not agree).
+
+  Adam's first step is `lr · g / (|g| + eps)`, with the default eps 1e-8 the sign of g only; both
+  sides run it with eps = 1, where the update is about `lr · g`, so the comparison checks the
+  gradients (the generator's adversarial term must not reach the discriminator) and the two
+  learning rates (set large, and unequal, so the float32 parameter deltas keep their digits).
+  """
+  config = config_lib.load_config("ffp_demo", [
+      "model.width=0.0625", "model.d_width=0.0625", "train.batch_size=2", "data.size=[32, 32]",
+      "train.learning_rate=0.5", "model.d_learning_rate=0.2"])
+  frames = _frames((2, 5, 32, 32, 3))
+  generator, discriminator = ffp.build_models(config)
+  x, target = ffp.stack_inputs(ffp.to_signed(frames))
+  g_vars = _variables(generator, x, train=False)
+  d_vars = _random_variables(dict(jax.eval_shape(
+      lambda: discriminator.init(jax.random.key(0, impl="rbg"), target))), seed=1)
+  key = jax.random.key(0)
+  eps = 1.0
+  state = ffp.State(
+      step=jnp.zeros((), jnp.int32), rng=key, loss_weights=tuple(config.model.loss_weights),
+      generator=TrainState.create(apply_fn=generator.apply, params=g_vars["params"],
+                                  batch_stats=g_vars["batch_stats"], rng=key,
+                                  tx=optax.adam(config.train.learning_rate, eps=eps)),
+      discriminator=TrainState.create(apply_fn=discriminator.apply, params=d_vars["params"],
+                                      rng=key,
+                                      tx=optax.adam(config.model.d_learning_rate, eps=eps)))
+  batch = {"frames": frames}
+  scores = jax.jit(ffp.score_step)(state, batch)
+  new_state, metrics = jax.jit(ffp.train_step)(state, batch)
+
+  baseline = torch_baselines.get("ffp")
+  model = baseline.build(config)
+  baseline.load_flax_variables(model, {"generator": g_vars, "discriminator": d_vars})
+  frames_t = torch.from_numpy(frames)
+  assert _rel_diff(baseline.predict(model, frames_t).permute(0, 2, 3, 1),
+                   scores["recon"][:, 0]) < RTOL   # measured 1.6e-7
+  psnr = baseline.score(model, frames_t)
+  assert psnr.shape == (2, 1)
+  np.testing.assert_allclose(psnr.numpy(), scores["psnr"], rtol=1e-5)   # measured 9e-8
+  single = copy.deepcopy(model)   # for train_loss, one backward pass (below)
+  optimizers = baseline.optimizers(model, config)
+  assert [o.param_groups[0]["lr"] for o in optimizers] == [0.5, 0.2]
+  for o in optimizers:
+    o.param_groups[0]["eps"] = eps
+  losses = baseline.train_step(model, optimizers, frames_t)
+  for name in ("intensity", "gradient", "adversarial", "loss", "d_loss"):
+    assert losses[name].item() == pytest.approx(float(metrics[name]), rel=1e-5), name  # <= 4e-7
+  assert float(metrics["adversarial"]) > 0.01 and float(metrics["d_loss"]) > 0.01
+
+  # train_loss (the interface's single scalar): loss + d_loss, and its one backward pass gives
+  # each network the gradient train_step gave it.
+  total = baseline.train_loss(single, frames_t)
+  assert total.item() == pytest.approx(float(metrics["loss"] + metrics["d_loss"]), rel=1e-5)
+  total.backward()
+  for (name, p), p_single in zip(model.named_parameters(), single.parameters()):
+    np.testing.assert_allclose(p_single.grad.numpy(), p.grad.numpy(), rtol=0,
+                               atol=1e-6 * float(p.grad.abs().max()) + 1e-12,
+                               err_msg=name)   # measured <= 1e-7 of the largest
+
+  for name, arch in (("generator", "ffp_unet"), ("discriminator", "ffp_patchgan")):
+    net = getattr(new_state, name)
+    before = common.state_dict_from_flax(
+        {"generator": g_vars, "discriminator": d_vars}[name], arch=arch)
+    after = common.state_dict_from_flax({"params": net.params, "batch_stats": net.batch_stats},
+                                        arch=arch)
+    got = getattr(model, name).state_dict()
+    params = [k for k in before if k.endswith(("weight", "bias"))]
+    want_delta = np.concatenate([(after[k] - before[k]).numpy().ravel() for k in params])
+    got_delta = np.concatenate([(got[k] - before[k]).numpy().ravel() for k in params])
+    assert np.abs(want_delta).max() > 1e-3, name   # the step moved the parameters
+    # measured 3.5e-6 (generator), 3.8e-6 (discriminator); 0.28 for the discriminator when the
+    # generator's backward pass also reaches it
+    assert _rel_diff(got_delta, want_delta) < 1e-4, name
+    for k in (k for k in before if k.endswith("running_mean")):
+      assert _rel_diff(got[k], after[k]) < RTOL, k   # measured <= 1.7e-7
+
+
+def test_ffp_tf_form_matches_jaxvad():
+  """The TF original's networks (`model.form = "tf"`: U-Net without BN, with conv biases and
+  ReLU after the transposed convs; reflect-padded discriminator) load and score as jaxvad's."""
+  config = config_lib.load_config("ffp_demo", [
+      "model.form=tf", "model.width=0.0625", "model.d_width=0.0625", "data.size=[32, 32]"])
+  frames = _frames((2, 5, 32, 32, 3), seed=2)
+  generator, discriminator = ffp.build_models(config)
+  x, target = ffp.stack_inputs(ffp.to_signed(frames))
+  g_vars = _variables(generator, x)
+  d_vars = _variables(discriminator, target)
+  assert "bias" in g_vars["params"]["inc"]["conv1"] and "bn1" not in g_vars["params"]["inc"]
+  pred, d_out = jax.jit(lambda g, d: (generator.apply(g, x)[0],
+                                      discriminator.apply(d, target)[0]))(g_vars, d_vars)
+  baseline = torch_baselines.get("ffp")
+  model = baseline.build(config)
+  baseline.load_flax_variables(model, {"generator": g_vars, "discriminator": d_vars})
+  frames_t = torch.from_numpy(frames)
+  assert _rel_diff(baseline.predict(model, frames_t).permute(0, 2, 3, 1),
+                   (pred + 1) / 2) < RTOL   # measured 2e-7
+  _, target_t = baseline._split(model, frames_t)
+  with torch.no_grad():
+    assert _rel_diff(model.discriminator(target_t).permute(0, 2, 3, 1), d_out) < RTOL  # 1.7e-7

@@ -17,31 +17,44 @@ Every method name of `METHODS` maps to a module with the same four functions:
       `targets`: r3d_partition's per-frame soft labels `[B, T, C]`; unused by the others.
   score(model, frames) -> tensor
       As the method's `score_step`, in eval mode without autograd: per-frame PSNR (`[B, T]`
-      convlstm_ae, `[B, 1]` predictive_ae) or partition probabilities (`[B, T, C]`
+      convlstm_ae, `[B, 1]` predictive_ae and ffp) or partition probabilities (`[B, T, C]`
       r3d_partition).
   load_flax_variables(model, variables) -> model
       Copies a jaxvad model's `{"params", "batch_stats"}` into it, so both frameworks run the
-      same weights (tests/test_torch_baselines.py).
+      same weights (tests/test_torch_baselines.py); ffp takes `{"generator": ...,
+      "discriminator": ...}`, one such dict per network.
 
   from bench.torch_baselines import get
   baseline = get(config.method)
   model = baseline.build(config).to(device)
   loss = baseline.train_loss(model, frames); loss.backward(); optimizer.step()
+
+A method that trains several networks with optimizers of their own (ffp: a generator and a
+discriminator, two Adams at two learning rates) also has
+
+  optimizers(model, config) -> tuple of torch.optim.Optimizer
+  train_losses(model, frames, targets=None) -> dict of scalar tensors
+      The forward pass and the losses of every network (what `torch.compile` takes).
+  train_step(model, optimizers, frames, targets=None, *, losses_fn=train_losses) -> dict
+      The whole update (`losses_fn`, the backward passes, the optimizer steps), which the
+      benchmark times instead of `train_loss` + one Adam; `train_loss` stays for callers with a
+      single optimizer.
 """
 
 from __future__ import annotations
 
 import types
 
-from bench.torch_baselines import convlstm_ae, predictive_ae, r3d_partition
+from bench.torch_baselines import convlstm_ae, ffp, predictive_ae, r3d_partition
 from bench.torch_baselines.common import configure
 
 __all__ = ["METHODS", "BASELINES", "get", "configure", "convlstm_ae", "r3d_partition",
-           "predictive_ae"]
+           "predictive_ae", "ffp"]
 
-METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae")
+METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp")
 BASELINES: dict[str, types.ModuleType] = {
-    "convlstm_ae": convlstm_ae, "r3d_partition": r3d_partition, "predictive_ae": predictive_ae}
+    "convlstm_ae": convlstm_ae, "r3d_partition": r3d_partition, "predictive_ae": predictive_ae,
+    "ffp": ffp}
 
 
 def get(method: str) -> types.ModuleType:
