@@ -7,13 +7,14 @@ static shapes, so they also work under jit.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from jaxvad import scoring
 
 __all__ = ["intensity_loss", "gradient_loss", "ssim_loss", "soft_label_cross_entropy",
-           "lsgan_generator_loss", "lsgan_discriminator_loss"]
+           "lsgan_generator_loss", "lsgan_discriminator_loss", "horn_schunck", "flow_loss"]
 
 
 def _frames(pred, target):
@@ -147,3 +148,73 @@ def lsgan_discriminator_loss(d_real, d_fake):
   """
   d_real, d_fake = scoring._as_float(d_real), scoring._as_float(d_fake)
   return jnp.mean((d_real - 1) ** 2 / 2) + jnp.mean(d_fake ** 2 / 2)
+
+
+# Horn & Schunck (1981): derivative kernels average first differences over the 2x2x2 cube of
+# the two frames; the smoothness average weights edge neighbours 1/6 and corners 1/12.
+_HS_AVERAGE = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
+
+
+def _filter2d(image, kernel):
+  """Correlation of `[..., H, W]` with a small kernel, edges replicated, same size out."""
+  kh, kw = len(kernel), len(kernel[0])
+  pad = [(0, 0)] * (image.ndim - 2) + [((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)]
+  padded = jnp.pad(image, pad, mode="edge")
+  h, w = image.shape[-2:]
+  return sum(kernel[i][j] * padded[..., i:i + h, j:j + w]
+             for i in range(kh) for j in range(kw) if kernel[i][j])
+
+
+def horn_schunck(frame1, frame2, *, alpha: float = 1.0, iterations: int = 20):
+  """Optical flow from frame1 to frame2 by a fixed number of Horn-Schunck iterations.
+
+  Differentiable in both frames (a fixed-length loop of linear filters and divisions), so a
+  flow loss can reach a generator; FFP's FlowNet cannot be had here. The frames' channels are
+  averaged to one intensity. Derivatives and the smoothness average are Horn & Schunck's
+  (1981): Ix, Iy, It average first differences over the 2x2x2 cube of both frames; the flow
+  starts at 0 and each iteration sets (u, v) = (ū, v̄) - (Ix, Iy)(Ix ū + Iy v̄ + It) /
+  (alpha² + Ix² + Iy²).
+
+  Args:
+    frame1, frame2: float frames `[..., H, W, C]` of the same shape.
+    alpha: smoothness weight, in intensity units (frames in [-1, 1]: ~0.1-1).
+    iterations: Jacobi iterations (fixed: the cost and the gradient's length).
+
+  Returns:
+    float32 `[..., H, W, 2]`: (u, v) in pixels per frame, u along W, v along H.
+  """
+  if not alpha > 0 or iterations < 1:
+    raise ValueError(f"alpha must be > 0 and iterations >= 1, got {alpha}, {iterations}")
+  frame1, frame2 = _frames(frame1, frame2)
+  i1, i2 = frame1.mean(-1), frame2.mean(-1)
+  quarter = lambda k: [[0.25 * v for v in row] for row in k]  # noqa: E731
+  kx, ky, kt = quarter([[-1, 1], [-1, 1]]), quarter([[-1, -1], [1, 1]]), quarter([[1, 1], [1, 1]])
+  ix = _filter2d(i1, kx) + _filter2d(i2, kx)
+  iy = _filter2d(i1, ky) + _filter2d(i2, ky)
+  it = _filter2d(i2, kt) - _filter2d(i1, kt)
+  denominator = alpha ** 2 + ix ** 2 + iy ** 2
+
+  def step(_, uv):
+    u_bar, v_bar = _filter2d(uv[0], _HS_AVERAGE), _filter2d(uv[1], _HS_AVERAGE)
+    common = (ix * u_bar + iy * v_bar + it) / denominator
+    return jnp.stack([u_bar - ix * common, v_bar - iy * common])
+
+  uv = jax.lax.fori_loop(0, iterations, step, jnp.zeros((2,) + i1.shape, i1.dtype))
+  return jnp.moveaxis(uv, 0, -1)
+
+
+def flow_loss(previous, pred, target, *, alpha: float = 1.0, iterations: int = 20):
+  """FFP's motion constraint with Horn-Schunck flow: mean |flow(previous, pred) -
+  flow(previous, target)| (the port's `Flow_Loss`, L1 over both flow components).
+
+  Args:
+    previous: the last input frame `[..., H, W, C]`.
+    pred, target: the predicted and the real next frame, same shape.
+    alpha, iterations: `horn_schunck`'s.
+
+  Returns:
+    float32 scalar.
+  """
+  kw = {"alpha": alpha, "iterations": iterations}
+  return jnp.mean(jnp.abs(horn_schunck(previous, pred, **kw)
+                          - horn_schunck(previous, target, **kw)))

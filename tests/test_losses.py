@@ -132,3 +132,35 @@ def test_losses_reject_bad_input():
     losses.soft_label_cross_entropy(np.zeros((4, 3)), np.zeros((4, 2)))
   with pytest.raises(ValueError, match="shapes differ"):  # static checks fire under jit
     jax.jit(losses.gradient_loss)(a, a[:, :, :11])
+
+
+# --------------------------------------------------------------------------- Horn-Schunck flow
+
+
+def _blob(h, w, cx, cy):
+  y, x = np.mgrid[0:h, 0:w]
+  return np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 18.0)[..., None] * np.ones(3)
+
+
+def test_horn_schunck_matches_the_pixel_by_pixel_reference():
+  rng = np.random.default_rng(0)
+  a, b = rng.uniform(-1, 1, (2, 9, 11, 3))
+  got = losses.horn_schunck(a, b, alpha=0.5, iterations=7)
+  np.testing.assert_allclose(got, naive.horn_schunck(a, b, alpha=0.5, iterations=7),
+                             rtol=2e-4, atol=2e-5)
+  # Leading axes: a batch gives each pair's flow.
+  batch = losses.horn_schunck(np.stack([a, b]), np.stack([b, a]), alpha=0.5, iterations=7)
+  np.testing.assert_allclose(batch[0], got, rtol=1e-5, atol=1e-6)
+
+
+def test_horn_schunck_finds_a_shift_and_flow_loss_has_gradients():
+  first, moved = _blob(24, 24, 11, 12), _blob(24, 24, 12, 12)   # one pixel to the right
+  flow = np.asarray(losses.horn_schunck(first, moved, alpha=0.1, iterations=200))
+  centre = flow[8:16, 8:16]
+  assert 0.5 < centre[..., 0].mean() < 1.5 and abs(centre[..., 1].mean()) < 0.1
+  assert losses.flow_loss(first, moved, moved) == 0
+  grad = jax.grad(lambda p: losses.flow_loss(first, p, moved, alpha=0.1, iterations=10))(
+      jnp.asarray(first, jnp.float32))
+  assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+  with pytest.raises(ValueError, match="alpha must be > 0"):
+    losses.horn_schunck(first, moved, alpha=0)

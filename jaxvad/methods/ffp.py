@@ -15,11 +15,12 @@ built with the old discriminator). Learning rates: the generator's `train.learni
 discriminator's `model.d_learning_rate`; `model.lr_boundaries` multiplies both by
 `model.lr_decay` at those steps (the TF original's Ped2 schedule: 1e-4 / 1e-5, x0.1 at 7000).
 
-Optical-flow loss: not implemented. FFP's flow term compares FlowNet flows of (frame t,
-prediction) and (frame t, target); the FlowNet weights it needs are unobtainable here, and
-the PyTorch port detaches both flows, so the term gives the generator no gradient at all (the
-port reports Ped2 95.6 with it so). A flow computed by OpenCV on the host would be the same
-constant. A differentiable flow in JAX is left for later (it has to be measured to help).
+Optical-flow loss (`model.flow_weight`, FFP's LAM_FLOW = 2; off by default): FFP compares
+FlowNet flows of (frame t, prediction) and (frame t, target). FlowNet weights cannot be had
+here, and the PyTorch port detaches both flows, so there the term gives the generator no
+gradient at all (the port reports Ped2 95.6 so); a flow computed by OpenCV on the host would
+be the same constant. Here the flow is a fixed number of Horn-Schunck iterations in JAX
+(`losses.horn_schunck`), differentiable, so the term does train the generator.
 
 Score: PSNR of the predicted frame on the [0, 1] scale (ano_pred's `psnr_error`); the first
 `window - 1` frames of a clip have no prediction (`ScoreSpec.last_only`).
@@ -49,6 +50,9 @@ class ModelConfig:
   lr_boundaries: tuple[int, ...] = ()   # steps where both learning rates are x lr_decay
   lr_decay: float = 0.1
   loss_weights: tuple[float, ...] = (1.0, 1.0, 0.05)   # intensity, gradient, adversarial
+  flow_weight: float = 0.0              # Horn-Schunck flow loss weight (FFP: 2); 0 = off
+  flow_alpha: float = 0.5               # its smoothness weight (frames in [-1, 1])
+  flow_iterations: int = 20             # its fixed Jacobi iterations
   pretrained: str = ""                  # the port's training checkpoint (.pth: net_g, net_d)
 
   def validate(self):
@@ -65,6 +69,10 @@ class ModelConfig:
                         "steps >= 1")
     if not self.lr_decay > 0:
       raise ConfigError(f"model.lr_decay = {self.lr_decay} must be > 0")
+    if self.flow_weight < 0 or not self.flow_alpha > 0 or self.flow_iterations < 1:
+      raise ConfigError(f"model.flow_weight = {self.flow_weight} must be >= 0, model.flow_alpha "
+                        f"= {self.flow_alpha} > 0 and model.flow_iterations = "
+                        f"{self.flow_iterations} >= 1")
     if len(self.loss_weights) != 3 or min(self.loss_weights) < 0:
       raise ConfigError(f"model.loss_weights = {list(self.loss_weights)} must be 3 weights "
                         "(intensity, gradient, adversarial) >= 0")
@@ -78,6 +86,8 @@ class State(flax.struct.PyTreeNode):
   discriminator: TrainState
   loss_weights: tuple[float, ...] = flax.struct.field(pytree_node=False,
                                                       default=(1.0, 1.0, 0.05))
+  # (flow_weight, flow_alpha, flow_iterations): static, so a step without flow computes none
+  flow: tuple[float, float, int] = flax.struct.field(pytree_node=False, default=(0.0, 0.5, 20))
 
 
 def to_signed(frames):
@@ -131,7 +141,8 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   d = TrainState.create(apply_fn=discriminator.apply, params=d_vars["params"],
                         tx=optax.adam(_schedule(m.d_learning_rate, m)), rng=d_rng)
   return State(step=jnp.zeros((), jnp.int32), rng=state_rng, generator=g, discriminator=d,
-               loss_weights=tuple(m.loss_weights))
+               loss_weights=tuple(m.loss_weights),
+               flow=(m.flow_weight, m.flow_alpha, m.flow_iterations))
 
 
 def _discriminate(d: TrainState, params, frames):
@@ -139,9 +150,11 @@ def _discriminate(d: TrainState, params, frames):
 
 
 def train_step(state, batch):
-  x, target = stack_inputs(to_signed(batch["frames"]))
+  frames = to_signed(batch["frames"])
+  x, target = stack_inputs(frames)
   g, d = state.generator, state.discriminator
   w_int, w_grad, w_adv = state.loss_weights
+  w_flow, flow_alpha, flow_iterations = state.flow
 
   def generator_loss(g_params):
     (pred, _), updates = g.apply_fn({"params": g_params, "batch_stats": g.batch_stats}, x,
@@ -150,6 +163,10 @@ def train_step(state, batch):
              "gradient": losses.gradient_loss(pred, target, alpha=1),
              "adversarial": losses.lsgan_generator_loss(_discriminate(d, d.params, pred))}
     total = w_int * terms["intensity"] + w_grad * terms["gradient"] + w_adv * terms["adversarial"]
+    if w_flow:   # static: no flow computed when off
+      terms["flow"] = losses.flow_loss(frames[:, -2], pred, target, alpha=flow_alpha,
+                                       iterations=flow_iterations)
+      total = total + w_flow * terms["flow"]
     return total, (pred, terms, updates)
 
   (g_loss, (pred, terms, updates)), g_grads = jax.value_and_grad(

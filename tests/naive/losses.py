@@ -40,3 +40,37 @@ def soft_label_cross_entropy(logits, labels):
     log_norm = top + np.log(sum(np.exp(v - top) for v in z))
     total -= sum(qk * (zk - log_norm) for zk, qk in zip(z, q))
   return total / len(logits)
+
+
+def horn_schunck(frame1, frame2, alpha=1.0, iterations=20):
+  """Horn & Schunck (1981) pixel by pixel: one [H, W, C] pair, edges replicated."""
+  e1, e2 = np.asarray(frame1, float).mean(-1), np.asarray(frame2, float).mean(-1)
+  h, w = e1.shape
+
+  def at(e, y, x):
+    return e[min(max(y, 0), h - 1), min(max(x, 0), w - 1)]
+
+  ex, ey, et = (np.zeros((h, w)) for _ in range(3))
+  for y in range(h):
+    for x in range(w):
+      ex[y, x] = sum(at(e, y, x + 1) - at(e, y, x) + at(e, y + 1, x + 1) - at(e, y + 1, x)
+                     for e in (e1, e2)) / 4
+      ey[y, x] = sum(at(e, y + 1, x) - at(e, y, x) + at(e, y + 1, x + 1) - at(e, y, x + 1)
+                     for e in (e1, e2)) / 4
+      et[y, x] = sum(at(e2, y + dy, x + dx) - at(e1, y + dy, x + dx)
+                     for dy in (0, 1) for dx in (0, 1)) / 4
+  u, v = np.zeros((h, w)), np.zeros((h, w))
+  for _ in range(iterations):
+    u_new, v_new = np.zeros((h, w)), np.zeros((h, w))
+    for y in range(h):
+      for x in range(w):
+        def average(f):
+          return ((at(f, y - 1, x) + at(f, y + 1, x) + at(f, y, x - 1) + at(f, y, x + 1)) / 6
+                  + (at(f, y - 1, x - 1) + at(f, y - 1, x + 1) + at(f, y + 1, x - 1)
+                     + at(f, y + 1, x + 1)) / 12)
+        ub, vb = average(u), average(v)
+        common = (ex[y, x] * ub + ey[y, x] * vb + et[y, x]) / (alpha ** 2 + ex[y, x] ** 2
+                                                                + ey[y, x] ** 2)
+        u_new[y, x], v_new[y, x] = ub - ex[y, x] * common, vb - ey[y, x] * common
+    u, v = u_new, v_new
+  return np.stack([u, v], axis=-1)
