@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping
 import jax
 from flax.training import train_state
 
-__all__ = ["TrainState", "ScoreTerm", "PatchReduction", "ScoreSpec", "Phase", "Method",
-           "init_variables"]
+__all__ = ["TrainState", "ScoreTerm", "PatchReduction", "ScoreSpec", "PREDICTED_FRAME_PSNR",
+           "Phase", "Method", "init_variables"]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -197,6 +197,13 @@ class ScoreSpec:
             "image_metric": self.image_metric,
             "reduction": ({"reduce": "frame"} if self.reduction is None
                           else dataclasses.asdict(self.reduction))}
+
+
+# The score of a frame predictor (paper 001, FFP): the PSNR of each window's predicted last frame
+# (`score_step` outputs "psnr" [B, 1] and the prediction "recon" [B, 1, H, W, C] in [0, 1]).
+PREDICTED_FRAME_PSNR = ScoreSpec(
+    terms=(ScoreTerm("psnr", "PSNR (dB) of the predicted frame", higher_is_anomalous=False),),
+    last_only=True, image="recon", image_kind="prediction", image_metric="psnr")
 
 
 @dataclasses.dataclass(frozen=True)

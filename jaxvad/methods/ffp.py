@@ -37,7 +37,7 @@ import optax
 
 from jaxvad import losses, scoring
 from jaxvad.errors import ConfigError
-from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
+from jaxvad.methods.base import PREDICTED_FRAME_PSNR, Method, Phase, TrainState, init_variables
 from jaxvad.models import convert_torch, patchgan, unet
 
 
@@ -200,9 +200,7 @@ def score_step(state, batch):
   return {"psnr": scoring.psnr(pred, target)[:, None], "recon": pred[:, None]}
 
 
-SCORE = ScoreSpec(
-    terms=(ScoreTerm("psnr", "PSNR (dB) of the predicted frame", higher_is_anomalous=False),),
-    last_only=True, image="recon", image_kind="prediction", image_metric="psnr")
+SCORE = PREDICTED_FRAME_PSNR
 
 METHOD = Method(name="ffp", model_config=ModelConfig, create_state=create_state,
                 phases=(Phase("train", train_step),), score=lambda config: SCORE,

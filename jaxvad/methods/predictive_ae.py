@@ -29,7 +29,7 @@ import optax
 
 from jaxvad import augment, losses, scoring
 from jaxvad.errors import ConfigError
-from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
+from jaxvad.methods.base import PREDICTED_FRAME_PSNR, Method, Phase, TrainState, init_variables
 from jaxvad.models import convert_torch, predictive_ae, resnet
 
 
@@ -185,9 +185,7 @@ def score_step(state, batch):
   return {"psnr": scoring.psnr(pred, target)[:, None], "recon": pred[:, None]}
 
 
-SCORE = ScoreSpec(
-    terms=(ScoreTerm("psnr", "PSNR (dB) of the predicted frame", higher_is_anomalous=False),),
-    last_only=True, image="recon", image_kind="prediction", image_metric="psnr")
+SCORE = PREDICTED_FRAME_PSNR
 
 METHOD = Method(name="predictive_ae", model_config=ModelConfig, create_state=create_state,
                 phases=(Phase("train", train_step),), score=lambda config: SCORE,
