@@ -112,14 +112,15 @@ class PatchGAN(nn.Module):
     feats = patchgan_features(self.width) + (1,)
     aux = {}
     for i, (f, s) in enumerate(zip(feats, STRIDES)):
-      if pytorch:
-        pad = ((PADDING, PADDING), (PADDING, PADDING))   # torch's Conv2d(padding=2): zeros
-      else:
-        if min(x.shape[1:3]) <= PADDING:
-          raise ValueError(f"PatchGAN(form='tf') needs H, W >= 10 to reflect-pad every layer's "
-                           f"input by {PADDING}; conv{i} got {tuple(x.shape)}")
-        x = jnp.pad(x, ((0, 0), (PADDING, PADDING), (PADDING, PADDING), (0, 0)), mode="reflect")
-        pad = ((0, 0), (0, 0))
+      if not pytorch and min(x.shape[1:3]) <= PADDING:
+        raise ValueError(f"PatchGAN(form='tf') needs H, W >= 10 to reflect-pad every layer's "
+                         f"input by {PADDING}; conv{i} got {tuple(x.shape)}")
+      # Padded here, not by the conv: XLA:CPU runs the gradients of a 4x4 stride-1 conv with
+      # padding 2 on a generic slow kernel (the backward of conv3 took 40 of a 115-ms ffp_demo
+      # step); of a VALID conv of the padded input, on its fast path. Same numbers.
+      x = jnp.pad(x, ((0, 0), (PADDING, PADDING), (PADDING, PADDING), (0, 0)),
+                  mode="constant" if pytorch else "reflect")   # torch's Conv2d(padding=2): zeros
+      pad = ((0, 0), (0, 0))
       fan_in = KERNEL * KERNEL * x.shape[-1]
       bound = 1.0 / math.sqrt(fan_in)   # torch's default conv bias: U(±1/sqrt(fan_in))
       x = layers.Conv2D(
