@@ -393,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_eval)
 
   p = sub.add_parser("demo", help="render, train and evaluate end to end (minutes on a CPU)",
-                     description="Render the tiny synthetic benchmark (cached), train the ConvLSTM "
-                                 "autoencoder, score the test clips and write a report with "
+                     description="Render the tiny synthetic benchmark (cached), train the "
+                                 "demo's detector (paper 001's predictive autoencoder, chosen on "
+                                 "a held-out benchmark: see configs/demo.toml), score the test "
+                                 "clips by their worst SSIM patch and write a report with "
                                  "metrics.json, scores.csv and score-curve plots.")
   p.add_argument("--config", default="demo", help="config (default: demo)")
   p.add_argument("--workdir", default="runs/demo", help="run folder (default: runs/demo)")

@@ -289,7 +289,8 @@ def _check_resume(workdir: pathlib.Path, config_json: dict, steps: int, *, resum
                                                 source=str(workdir / CONFIG_FILE)))
   diffs = _config_differences(saved, config_json)
   if diffs:
-    raise ConfigError(f"cannot resume {workdir}: its config differs in {'; '.join(diffs)}")
+    raise ConfigError(f"cannot resume {workdir}: its config differs in {'; '.join(diffs)} "
+                      f"(a new run needs another --workdir, or that folder removed)")
   if latest > steps:
     # Training on would do nothing while config.json would claim fewer steps than the
     # checkpoint holds: refuse instead of rewriting it.

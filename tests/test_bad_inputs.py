@@ -488,7 +488,7 @@ CASES = [
          ["already holds checkpoints", "--resume"]),
     Case("resume_with_another_trajectory", lambda w, t: [
         "train", "--workdir", w.run, "--resume", *train_args(w, "train.learning_rate=0.5")],
-         ["train.learning_rate"]),
+         ["train.learning_rate", "another --workdir"]),
     # Config errors.
     Case("config_missing", lambda w, t: ["train", "--config", t / "nope.toml"], ["nope.toml"]),
     Case("config_not_toml", lambda w, t: _config_file(t, b"[train\nsteps = "),
