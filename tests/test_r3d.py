@@ -15,21 +15,11 @@ import pytest
 from jaxvad.models import convert_torch
 from jaxvad.models.r3d import (ACTIVATION_NAMES, R3D18, R3D18Tiny, TorchvisionR3D18,
                                output_frames, stage_features)
+from tests.layouts import channels_last, leaf
 
 WIDTH = 0.125       # 8/16/32/64 channels: the whole file runs in seconds on 2 CPU cores
 CLASSES = 5
 TORCHVISION_R3D18_PARAMS = 33_371_472   # torchvision's R3D_18_Weights meta["num_params"]
-
-
-def _ndhwc(t):
-  """torch NCDHW tensor -> numpy NDHWC."""
-  return t.detach().numpy().transpose(0, 2, 3, 4, 1)
-
-
-def _leaf(tree, path):
-  for name in path:
-    tree = tree[name]
-  return np.asarray(tree)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +42,7 @@ def ref():
   for h in handles:
     h.remove()
   return dict(torch=torch, module=torch_reference, model=model, x=x, logits=logits.numpy(),
-              acts={k: _ndhwc(v) for k, v in store.items()},
+              acts={k: channels_last(v) for k, v in store.items()},
               state_dict={k: v.clone() for k, v in model.state_dict().items()})
 
 
@@ -75,7 +65,8 @@ def test_reference_has_torchvision_layout():
 def test_eval_forward_matches_torch_layer_by_layer(ref):
   variables = convert_torch.torch_to_flax(ref["state_dict"])
   model = TorchvisionR3D18(num_classes=CLASSES, width=WIDTH)
-  logits, aux = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, _ndhwc(ref["x"]))
+  logits, aux = jax.jit(lambda v, x: model.apply(v, x, train=False))(
+      variables, channels_last(ref["x"]))
   acts = aux["activations"]
   assert logits.shape == (2, CLASSES) and len(acts) == len(ACTIVATION_NAMES) == 17
   for name, act in zip(ACTIVATION_NAMES, acts):
@@ -96,7 +87,7 @@ def test_train_mode_matches_torch_and_updates_batch_stats(ref):
   variables = convert_torch.torch_to_flax(ref["state_dict"])
   model = TorchvisionR3D18(num_classes=CLASSES, width=WIDTH)
   (logits, aux), updates = jax.jit(lambda v, x: model.apply(
-      v, x, train=True, mutable=["batch_stats"]))(variables, _ndhwc(ref["x"]))
+      v, x, train=True, mutable=["batch_stats"]))(variables, channels_last(ref["x"]))
   acts = aux["activations"]
   np.testing.assert_allclose(logits, logits_t, rtol=0, atol=1e-4)
   # n = B·T'·H'·W': the values per channel each BN averaged (a downsample's = its block's).
@@ -104,8 +95,8 @@ def test_train_mode_matches_torch_and_updates_batch_stats(ref):
   for key, (collection, path) in convert_torch.key_mapping().items():
     if collection != "batch_stats":
       continue
-    old = _leaf(variables["batch_stats"], path)
-    new = _leaf(updates["batch_stats"], path)
+    old = leaf(variables["batch_stats"], path)
+    new = leaf(updates["batch_stats"], path)
     assert not np.allclose(new, old), key
     if path[-1] == "mean":
       np.testing.assert_allclose(new, new_t[key], rtol=1e-5, atol=1e-5, err_msg=key)
@@ -146,7 +137,7 @@ def test_per_frame_head_shapes_and_activations():
 def test_per_frame_logits_average_to_the_clip_logits(ref):
   """Same weights, two heads: fc is affine, so mean_t(fc(pool_hw)) = fc(pool_thw)."""
   variables = convert_torch.torch_to_flax(ref["state_dict"])
-  x = _ndhwc(ref["x"])
+  x = channels_last(ref["x"])
   model = R3D18(num_classes=CLASSES, width=WIDTH, temporal_strides=True)
   per_frame, _ = jax.jit(functools.partial(model.apply, train=False))(variables, x)
   assert per_frame.shape == (2, 1, CLASSES)

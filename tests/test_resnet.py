@@ -18,22 +18,12 @@ import pytest
 from jaxvad.models import convert_torch
 from jaxvad.models.resnet import (IMAGENET_MEAN, IMAGENET_STD, STAGE_NAMES, ResNet18,
                                   imagenet_normalize, stage_features)
+from tests.layouts import channels_last, leaf
 
 WIDTH = 0.125       # 8/16/32/64 channels: the whole file runs in seconds on 2 CPU cores
 CLASSES = 5
 TORCHVISION_RESNET18_PARAMS = 11_689_512   # torchvision's ResNet18_Weights meta["num_params"]
 ARCH = "resnet18"
-
-
-def _nhwc(t):
-  """torch NCHW tensor -> numpy NHWC."""
-  return t.detach().numpy().transpose(0, 2, 3, 1)
-
-
-def _leaf(tree, path):
-  for name in path:
-    tree = tree[name]
-  return np.asarray(tree)
 
 
 def _torch_model(torch, module, *, width, num_classes, seed=0):
@@ -57,7 +47,7 @@ def _run_torch(torch, module, model, x):
     logits = model(x).numpy()
   for h in handles:
     h.remove()
-  return {k: _nhwc(v) for k, v in store.items()}, logits
+  return {k: channels_last(v) for k, v in store.items()}, logits
 
 
 def _max_rel_diff(a, ref):
@@ -97,7 +87,7 @@ def test_reference_has_torchvision_layout():
 def test_eval_forward_matches_torch_every_stage(ref):
   variables = convert_torch.torch_to_flax(ref["state_dict"], arch=ARCH)
   model = ResNet18(width=WIDTH, num_classes=CLASSES)
-  logits, out = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(ref["x"]))
+  logits, out = jax.jit(lambda v, x: model.apply(v, x))(variables, channels_last(ref["x"]))
   assert set(out) == set(STAGE_NAMES) and logits.dtype == jnp.float32
   for name in STAGE_NAMES:
     assert out[name].shape == ref["stages"][name].shape, name
@@ -114,7 +104,7 @@ def test_full_width_matches_torch_on_a_non_square_image():
   stages, logits = _run_torch(torch, torch_reference, model_t, x)
   variables = convert_torch.torch_to_flax(model_t.state_dict(), arch=ARCH)
   model = ResNet18(num_classes=1000)
-  logits_j, out = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(x))
+  logits_j, out = jax.jit(lambda v, x: model.apply(v, x))(variables, channels_last(x))
   assert out["layer4"].shape == (1, 2, 3, 512) and logits_j.shape == (1, 1000)
   for name in STAGE_NAMES:
     assert _max_rel_diff(out[name], stages[name]) < 1e-5, name   # measured <= 1.3e-6
@@ -162,13 +152,13 @@ def test_train_mode_matches_torch_and_updates_batch_stats(ref):
   model = ResNet18(width=WIDTH, num_classes=CLASSES)
   (logits, out), updates = jax.jit(
       lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
-          variables, _nhwc(ref["x"]))
+          variables, channels_last(ref["x"]))
   np.testing.assert_allclose(logits, logits_t, rtol=1e-5, atol=1e-4)
   for key, (collection, path) in convert_torch.key_mapping(arch=ARCH).items():
     if collection != "batch_stats":
       continue
-    old = _leaf(variables["batch_stats"], path)
-    new = _leaf(updates["batch_stats"], path)
+    old = leaf(variables["batch_stats"], path)
+    new = leaf(updates["batch_stats"], path)
     assert not np.allclose(new, old), key
     if path[-1] == "mean":
       np.testing.assert_allclose(new, new_t[key], rtol=1e-5, atol=1e-5, err_msg=key)
@@ -183,7 +173,7 @@ def test_train_mode_matches_torch_and_updates_batch_stats(ref):
 
 def test_backbone_only_loads_with_include_fc_false(ref, tmp_path):
   model = ResNet18(width=WIDTH)   # num_classes=None: no fc
-  x = _nhwc(ref["x"])
+  x = channels_last(ref["x"])
   init = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
   with pytest.raises(convert_torch.ConversionError,
                      match=r"not in the model: params/fc/kernel, params/fc/bias; the model has "

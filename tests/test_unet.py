@@ -22,6 +22,7 @@ from jaxvad import losses
 from jaxvad.models import convert_torch
 from jaxvad.models.patchgan import PatchGAN, patch_map_size, patchgan_features
 from jaxvad.models.unet import LEVEL_NAMES, UNet, Up, unet_features
+from tests.layouts import channels_last, leaf
 
 WIDTH = 0.125          # U-Net 8/16/32/64 channels, discriminator 16/32/64/64: seconds on 2 cores
 FRAMES = 4             # FFP's input: 4 RGB frames stacked in channels
@@ -36,17 +37,6 @@ FFP_PATCHGAN_PARAMS = 6_831_489
 DISC_NAMES = ("conv0", "conv1", "conv2", "conv3")
 DISC_HOOKS = {"conv0": "net.1", "conv1": "net.3", "conv2": "net.5", "conv3": "net.7",
               "logits": "net.8"}   # the port's Sequential indices of the same activations
-
-
-def _nhwc(t):
-  """torch NCHW tensor -> numpy NHWC."""
-  return t.detach().numpy().transpose(0, 2, 3, 1)
-
-
-def _leaf(tree, path):
-  for name in path:
-    tree = tree[name]
-  return np.asarray(tree)
 
 
 def _max_rel_diff(a, ref):
@@ -87,10 +77,10 @@ def _run(torch, module, model, x, names):
   """(hooked module outputs NHWC, output NHWC) of a torch model on an NCHW input."""
   store, handles = module.hooked_activations(model, names)
   with torch.no_grad():
-    out = _nhwc(model(x))
+    out = channels_last(model(x))
   for h in handles:
     h.remove()
-  return {k: _nhwc(v) for k, v in store.items()}, out
+  return {k: channels_last(v) for k, v in store.items()}, out
 
 
 def _tf_form_variables(state_dict):
@@ -156,7 +146,7 @@ def test_unet_eval_forward_matches_torch(torch_mod, hw):
   feats_t, out_t = _run(torch, module, model_t, x, LEVEL_NAMES)
   variables = convert_torch.torch_to_flax(model_t.state_dict(), arch="ffp_unet")
   model = UNet(width=WIDTH)
-  out, aux = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(x))
+  out, aux = jax.jit(lambda v, x: model.apply(v, x))(variables, channels_last(x))
   assert set(aux) == set(LEVEL_NAMES) and out.dtype == jnp.float32
   for name in LEVEL_NAMES:
     assert aux[name].shape == feats_t[name].shape, name
@@ -176,17 +166,18 @@ def test_unet_train_mode_matches_torch_and_updates_batch_stats(torch_mod):
   variables = convert_torch.torch_to_flax(model_t.state_dict(), arch="ffp_unet")
   model_t.train()
   with torch.no_grad():
-    out_t = _nhwc(model_t(x))
+    out_t = channels_last(model_t(x))
   new_t = model_t.state_dict()
   model = UNet(width=WIDTH)
   (out, aux), updates = jax.jit(
-      lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, _nhwc(x))
+      lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+          variables, channels_last(x))
   np.testing.assert_allclose(out, out_t, rtol=0, atol=2e-5)   # measured 1.7e-6
   n_checked = 0
   for key, (collection, path) in convert_torch.key_mapping(arch="ffp_unet").items():
     if collection != "batch_stats":
       continue
-    old, new = _leaf(variables["batch_stats"], path), _leaf(updates["batch_stats"], path)
+    old, new = leaf(variables["batch_stats"], path), leaf(updates["batch_stats"], path)
     assert not np.allclose(new, old), key
     if path[-1] == "mean":
       np.testing.assert_allclose(new, new_t[key], rtol=1e-5, atol=1e-5, err_msg=key)
@@ -208,11 +199,11 @@ def test_tf_form_matches_its_torch_transcription(torch_mod):
                         LEVEL_NAMES + tuple(f"up{k}.up" for k in (1, 2, 3)))
   variables = _tf_form_variables(model_t.state_dict())
   model = UNet(form="tf", width=WIDTH)
-  init = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), _nhwc(x)))
+  init = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), channels_last(x)))
   assert set(init) == {"params"}   # no batch_stats: the TF original has no BN
   assert jax.tree.map(lambda a: a.shape, init["params"]) == jax.tree.map(
       lambda a: a.shape, variables["params"])
-  out, aux = jax.jit(lambda v, x: model.apply(v, x, train=True))(variables, _nhwc(x))
+  out, aux = jax.jit(lambda v, x: model.apply(v, x, train=True))(variables, channels_last(x))
   for name in LEVEL_NAMES:
     assert _max_rel_diff(aux[name], feats_t[name]) < 5e-6, name   # measured <= 5.6e-7
   np.testing.assert_allclose(out, out_t, rtol=0, atol=2e-5)   # measured 9.6e-7
@@ -233,7 +224,7 @@ def test_patchgan_matches_torch(torch_mod, form):
   acts_t, out_t = _run(torch, module, model_t, x, DISC_HOOKS.values())
   variables = convert_torch.torch_to_flax(model_t.state_dict(), arch="ffp_patchgan")
   model = PatchGAN(form=form, width=WIDTH)
-  out, aux = jax.jit(lambda v, x: model.apply(v, x))(variables, _nhwc(x))
+  out, aux = jax.jit(lambda v, x: model.apply(v, x))(variables, channels_last(x))
   assert set(aux) == set(DISC_HOOKS) and out.dtype == jnp.float32
   assert out.shape == out_t.shape == (2, 11, 11, 1)
   for name, hook in DISC_HOOKS.items():
