@@ -585,10 +585,10 @@ def event_auc_interval(labels_per_video: Sequence, scores_per_video: Sequence, *
   Returns:
     {"auc": [lo, hi], "method": `bootstrap_intervals`' record}.
   """
-  cases = [_event_cases([y], [s]) for y, s in zip(labels_per_video, scores_per_video)]
-  if len(cases) != len(scores_per_video):
+  if len(labels_per_video) != len(scores_per_video):
     raise ValueError(f"{len(labels_per_video)} label arrays but {len(scores_per_video)} score "
                      "arrays")
+  cases = [_event_cases([y], [s]) for y, s in zip(labels_per_video, scores_per_video)]
   ci = bootstrap_intervals([k for k, _ in cases], [p for _, p in cases], average="micro",
                            resamples=resamples, seed=seed, level=level)
   return {"auc": ci["auroc"], "method": ci["method"]}
