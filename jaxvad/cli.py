@@ -136,6 +136,7 @@ def cmd_score(args) -> None:
 
   import numpy as np
   from jaxvad import train
+  from jaxvad.data.clips import Clip
   from jaxvad.evaluation import evaluate, metrics
   config = train.load_run_config(args.workdir)
   spec = evaluate.detector_spec(config, run=args.workdir)
@@ -148,7 +149,10 @@ def cmd_score(args) -> None:
                       f"{config.data.window} frames, so it needs at least that many")
   _, state = train.load_trained(args.workdir)
   masker = _load_masker(args.mask_from)
-  raw = evaluate.Scorer(config, state, masker=masker).score(frames)
+  # A bare video's clip: its name finds per-clip side files (e.g. f2lm's .npz class maps).
+  clip = Clip(name=pathlib.Path(args.input).stem, frames=frames, labels=None, distractors=None,
+              workspace_mask=None, meta={})
+  raw = evaluate.Scorer(config, state, masker=masker).score(frames, clip)
   smoothing = args.smoothing if args.smoothing is not None else config.score.smoothing
   scored = np.isfinite(raw)   # a frame predictor leaves the first window - 1 frames unscored
   oriented = raw if spec.higher_is_anomalous else -raw

@@ -7,7 +7,7 @@ output a frame gets.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,35 +44,40 @@ class WindowRunner:
     self.last_only = bool(last_only)
 
   def run_windows(self, state, frames: np.ndarray, starts: np.ndarray,
-                  keys: Sequence[str]) -> dict[str, np.ndarray]:
+                  keys: Sequence[str], inputs: Mapping[str, np.ndarray] | None = None
+                  ) -> dict[str, np.ndarray]:
     """Outputs `keys` of the windows starting at `starts`, one row per start. The last batch is
-    padded so only one shape is compiled."""
+    padded so only one shape is compiled. `inputs`: the method's per-frame inputs of the clip
+    (`Method.frame_inputs`, `[T, ...]` each), windowed with the frames into every batch."""
     out = {k: [] for k in keys}
+    arrays = {"frames": frames, **(inputs or {})}
     for i in range(0, len(starts), self.batch_size):
       chunk = starts[i:i + self.batch_size]
-      windows = frames[chunk[:, None] + np.arange(self.window)]
+      rows = chunk[:, None] + np.arange(self.window)
       pad = self.batch_size - len(chunk)
       if pad:
-        windows = np.concatenate([windows, np.repeat(windows[-1:], pad, axis=0)])
-      result = self.fn(state, {"frames": windows})
+        rows = np.concatenate([rows, np.repeat(rows[-1:], pad, axis=0)])
+      result = self.fn(state, {name: a[rows] for name, a in arrays.items()})
       for k in keys:
         out[k].append(np.asarray(result[k])[:len(chunk)])
     return {k: np.concatenate(v) for k, v in out.items()}
 
-  def clip_outputs(self, state, frames: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarray]:
+  def clip_outputs(self, state, frames: np.ndarray, keys: Sequence[str],
+                   inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Per-frame outputs `keys` of every frame of a clip.
 
     Args:
       state: the trained state.
       frames: uint8 `[T, H, W, C]`, T >= window.
       keys: which outputs to collect.
+      inputs: the method's per-frame inputs of the clip (`run_windows`).
 
     Returns:
       {key: `[T, ...]`}, frame t's output; NaN for frames no window predicts.
     """
     starts, owner = pipeline.eval_windows(len(frames), window=self.window,
                                           last_only=self.last_only)
-    out = self.run_windows(state, frames, starts, keys)
+    out = self.run_windows(state, frames, starts, keys, inputs)
     missing = owner[:, 0] < 0
     result = {}
     for k, v in out.items():
@@ -84,7 +89,8 @@ class WindowRunner:
     return result
 
   def frame_outputs(self, state, frames: np.ndarray, frame_idx: Sequence[int],
-                    keys: Sequence[str]) -> dict[str, np.ndarray]:
+                    keys: Sequence[str], inputs: Mapping[str, np.ndarray] | None = None
+                    ) -> dict[str, np.ndarray]:
     """Outputs `keys` of chosen frames only, from the same windows `clip_outputs` uses.
 
     Raises:
@@ -97,6 +103,6 @@ class WindowRunner:
       raise ValueError(f"frames {list(np.asarray(frame_idx)[rows[:, 0] < 0])} come before the "
                        f"first full window of {self.window} frames: the model does not predict "
                        "them")
-    out = self.run_windows(state, frames, starts[rows[:, 0]], keys)
+    out = self.run_windows(state, frames, starts[rows[:, 0]], keys, inputs)
     return {k: v[np.arange(len(rows)), rows[:, 1]] for k, v in out.items()}
 

@@ -14,7 +14,8 @@ import optax
 from jaxvad import scoring
 
 __all__ = ["intensity_loss", "gradient_loss", "ssim_loss", "soft_label_cross_entropy",
-           "lsgan_generator_loss", "lsgan_discriminator_loss", "horn_schunck", "flow_loss"]
+           "lsgan_generator_loss", "lsgan_discriminator_loss", "horn_schunck", "flow_loss",
+           "TRIPLET_DISTANCES", "triplet_distances", "triplet_loss"]
 
 
 def _frames(pred, target):
@@ -218,3 +219,52 @@ def flow_loss(previous, pred, target, *, alpha: float = 1.0, iterations: int = 2
   kw = {"alpha": alpha, "iterations": iterations}
   return jnp.mean(jnp.abs(horn_schunck(previous, pred, **kw)
                           - horn_schunck(previous, target, **kw)))
+
+
+# The axis of a feature map `[N, H, W, C]` that the triplet distance is a norm over.
+TRIPLET_DISTANCES = {"channels": -1, "width": 2}
+
+
+def triplet_distances(anchor, positive, negative, *, margin: float = 0.2,
+                      distance: str = "channels"):
+  """Per-element hinge of paper 004's triplet loss, `max(d(a, p) - d(a, n) + margin, 0)`.
+
+  `d` is torch's `PairwiseDistance(p=2)`: `||x - y + 1e-6||_2` over one axis. distance =
+  "channels" (the paper's meaning: feature vectors per pixel) takes it over channels;
+  "width" is the official code's behaviour (`PairwiseDistance` on NCHW maps reduces the last
+  axis, the width), which compares each row of each channel instead.
+
+  Args:
+    anchor, positive, negative: float feature maps `[N, H, W, C]` of the same shape.
+    margin: alpha, the margin (paper: 0.2).
+    distance: "channels" or "width".
+
+  Returns:
+    float32 `[N, H, W]` ("channels") or `[N, H, C]` ("width").
+  """
+  if distance not in TRIPLET_DISTANCES:
+    raise ValueError(f"distance must be one of {', '.join(TRIPLET_DISTANCES)}, got {distance!r}")
+  shapes = {jnp.shape(anchor), jnp.shape(positive), jnp.shape(negative)}
+  if len(shapes) != 1 or len(jnp.shape(anchor)) != 4:
+    raise ValueError(f"anchor, positive and negative must be [N, H, W, C] of one shape, got "
+                     f"{sorted(shapes)}")
+  axis = TRIPLET_DISTANCES[distance]
+  a, p, n = (jnp.asarray(x, jnp.float32) for x in (anchor, positive, negative))
+  d_pos = jnp.linalg.norm(a - p + 1e-6, axis=axis)
+  d_neg = jnp.linalg.norm(a - n + 1e-6, axis=axis)
+  return jnp.maximum(d_pos - d_neg + margin, 0.0)
+
+
+def triplet_loss(anchor, positive, negative, *, margin: float = 0.2,
+                 distance: str = "channels"):
+  """Paper 004's triplet loss L_triplet (FaceNet's, margin alpha): the mean of
+  `triplet_distances` (the official `cosine_similarity_loss`).
+
+  Args:
+    anchor, positive, negative, margin, distance: as `triplet_distances`.
+
+  Returns:
+    float32 scalar.
+  """
+  return jnp.mean(triplet_distances(anchor, positive, negative, margin=margin,
+                                    distance=distance))

@@ -223,7 +223,17 @@ def data_root(data_cfg) -> pathlib.Path:
 
 
 def normal_training_frames(clips, *, window: int) -> tuple[list[np.ndarray], dict]:
-  """The frames to train on: each clip's runs of normal frames.
+  """The frames to train on: each clip's runs of normal frames (`normal_runs`).
+
+  Returns:
+    (frames per run, what was dropped as `normal_runs` says).
+  """
+  spans, dropped = normal_runs(clips, window=window)
+  return [clips[i].frames[s:e] for i, s, e in spans], dropped
+
+
+def normal_runs(clips, *, window: int) -> tuple[list[tuple[int, int, int]], dict]:
+  """The spans to train on: each clip's runs of normal frames.
 
   Training data must be normal. A clip whose labels mark anomalous frames (an `intervals`
   train event with a labels.json listing some) is cut into its normal runs; runs shorter than
@@ -231,25 +241,25 @@ def normal_training_frames(clips, *, window: int) -> tuple[list[np.ndarray], dic
   is good normal footage. A warning says what was dropped.
 
   Returns:
-    (frames per run, {clip name: {"label_source", "anomalous": [[start, end), ...],
-    "dropped_short_runs": [[start, end), ...]}} for every clip that lost frames).
+    ((clip index, start, end) per run, {clip name: {"label_source", "anomalous": [[start,
+    end), ...], "dropped_short_runs": [[start, end), ...]}} for every clip that lost frames).
   """
-  frames, dropped = [], {}
-  for clip in clips:
+  spans, dropped = [], {}
+  for i, clip in enumerate(clips):
     labels = None if clip.labels is None else np.asarray(clip.labels, bool)
     if labels is None or not labels.any():
-      frames.append(clip.frames)
+      spans.append((i, 0, len(clip.frames)))
       continue
     edges = np.flatnonzero(np.diff(np.concatenate([[1], labels.astype(np.int8), [1]])))
     normal_runs = [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
     anomalous = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
     short = [[s, e] for s, e in normal_runs if e - s < window]
-    frames += [clip.frames[s:e] for s, e in normal_runs if e - s >= window]
+    spans += [(i, s, e) for s, e in normal_runs if e - s >= window]
     dropped[clip.name] = {
         "label_source": (clip.meta or {}).get("label_source"),
         "anomalous": [[int(s), int(e)] for s, e in zip(anomalous[::2], anomalous[1::2])],
         "dropped_short_runs": short}
-  if not frames:
+  if not spans:
     raise DataError(f"no normal run of at least data.window = {window} frames is left in the "
                     f"train split once its anomalous frames are dropped; add normal footage")
   if dropped:
@@ -261,7 +271,7 @@ def normal_training_frames(clips, *, window: int) -> tuple[list[np.ndarray], dic
                   f"{total} frames of {len(dropped)} clip(s) dropped ({names}"
                   f"{', ...' if len(dropped) > 3 else ''}; normal runs shorter than "
                   f"data.window = {window} go too); recorded in run.json", stacklevel=2)
-  return frames, dropped
+  return spans, dropped
 
 
 # --------------------------------------------------------------------------- training loop
@@ -339,16 +349,23 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   _check_resume(workdir, config_json, cfg.steps, resume=resume, latest=latest_step(workdir))
 
   # ---- Input pipeline: batch k is a pure function of (seed, k).
-  dropped = {}
+  dropped, inputs = {}, {}
   if clips is None:
-    clips, dropped = normal_training_frames(datasets.load_split(config.data, "train"),
-                                            window=config.data.window)
+    loaded = datasets.load_split(config.data, "train")
+    spans, dropped = normal_runs(loaded, window=config.data.window)
+    clips = [loaded[i].frames[s:e] for i, s, e in spans]
+    if method.frame_inputs:   # from whole clips (a run's first flow needs the frame before)
+      whole = [method.frame_inputs(config, c.frames, c) for c in loaded]
+      inputs = {k: [whole[i][k][s:e] for i, s, e in spans] for k in whole[0]}
+  elif method.frame_inputs:
+    given = [method.frame_inputs(config, c, None) for c in clips]
+    inputs = {k: [g[k] for g in given] for k in given[0]} if given else {}
   # Methods trained on per-frame targets (e.g. weak partition labels) derive them from the
-  # training clips once, here; they are windowed with the frames.
-  targets = method.training_targets(config, clips) if method.training_targets else None
+  # training clips once, here; they are windowed with the frames, as the frame inputs are.
+  targets = method.training_targets(config, clips) if method.training_targets else {}
   dataset = pipeline.train_dataset(clips, window=config.data.window, stride=config.data.stride,
                                    global_batch_size=cfg.batch_size, seed=cfg.seed,
-                                   per_frame=targets)
+                                   per_frame={**inputs, **targets} or None)
 
   # ---- Create the state (or restore it).
   fsio.ensure_dir(workdir, what="run folder (--workdir)")
@@ -565,4 +582,4 @@ def run_frame_shape(workdir: str | os.PathLike, config: config_lib.Config) -> tu
 
 __all__ = ["CONFIG_FILE", "RUN_FILE", "checkpoint_manager", "restore_state", "train",
            "load_trained", "load_run_config", "frame_shape", "run_frame_shape", "data_root",
-           "normal_training_frames", "latest_step", "run_files"]
+           "normal_training_frames", "normal_runs", "latest_step", "run_files"]

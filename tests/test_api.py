@@ -18,6 +18,8 @@ PUBLIC_MODULES = [
     "jaxvad.augment",
     "jaxvad.models.resnet",
     "jaxvad.models.predictive_ae",
+    "jaxvad.data.semantic",
+    "jaxvad.data.flow",
 ]
 
 

@@ -25,6 +25,11 @@ TINY = {
                              "data.stride=4", "data.size=[16,16]"]),
     "ffp": ("ffp_demo", ["model.width=0.0625", "model.d_width=0.0625", "data.size=[32,32]",
                          "data.stride=4"]),
+    # Step 1 trains the generator, step 2 the Destroyer: the resume crosses the phase boundary.
+    # No label encoder: `jaxvad score` of a bare video has no class maps.
+    "f2lm": ("f2lm_demo", ["model.width=0.0625", "model.d_width=0.0625", "data.size=[32,32]",
+                           "data.stride=4", "model.patch_grid=4", "model.label_source=none",
+                           "model.generator_steps=1"]),
     "predictive_ae": ("predictive_ae_demo", ["model.width=0.125", "data.size=[32,32]",
                                              "data.stride=4", "model.pretrained={pth}"]),
     "r3d_partition": ("r3d_partition_demo", ["data.size=[32,32]", "data.window=4",

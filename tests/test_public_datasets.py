@@ -556,10 +556,13 @@ def test_synth_layout(tmp_path):
     assert np.array_equal(clip.frames, c.frames) and np.array_equal(clip.labels, c.labels)
     assert np.array_equal(clip.distractors, c.distractors)
     assert np.array_equal(clip.workspace_mask, c.workspace_mask)
+    assert np.array_equal(clip.classes, c.classes) and c.classes.shape == c.frames.shape[:3]
     assert clip.meta["name"] == c.meta["name"]
     assert public.load_pixel_masks(e) is None
+    assert public.load_clip(e, size=(16, 24)).classes.shape == (len(c.frames), 16, 24)
   loaded = public.load_dataset(root, split="val", size=(16, 16))
   assert [c.frames.shape[1:] for c in loaded] == [(16, 16, 3)]
+  assert [c.classes.shape[1:] for c in loaded] == [(16, 16)]
   with pytest.raises(DataError, match="labels_file= does not apply"):
     public.index_dataset(root, labels_file=root / "x.mat")
 

@@ -6,6 +6,7 @@ import json
 import pathlib
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -165,6 +166,68 @@ def test_shake_moves_the_mask_with_the_frame():
   assert flag.any() and not moved[~flag].any() and moved[flag].mean() > 0.5
 
 
+# --------------------------------------------------------------------------- semantic classes
+
+
+def _class(name):
+  return synth.SEMANTIC_CLASSES.index(name)
+
+
+@pytest.mark.parametrize("scene, anomaly", [("pickplace", "dropped"), ("conveyor", "fallen")])
+def test_class_maps_label_what_is_drawn(scene, anomaly):
+  clip = _render(scene, anomaly=anomaly, anomaly_cycle=1, noise=False)
+  classes = clip.classes
+  assert classes.dtype == np.uint8 and classes.shape == clip.frames.shape[:3]
+  assert classes.max() < len(synth.SEMANTIC_CLASSES)
+  static = synth._static_background(scene, SIZE)
+  moving = np.abs(clip.frames.astype(int) - static).max(axis=-1) > 8
+  parts = ("arm", "block") if scene == "pickplace" else ("belt", "box", "machine")
+  part = np.isin(classes, [_class(p) for p in parts]).astype(np.uint8)
+  rim = np.stack([cv2.dilate(p, np.ones((3, 3), np.uint8)) for p in part]).astype(bool)
+  # What moves is a moving part or its anti-aliased rim, and every such part is drawn.
+  assert moving.sum() > 1000 and (moving & ~rim).sum() < 1e-3 * moving.sum()
+  movers = ("arm", "block") if scene == "pickplace" else ("box",)
+  assert moving[np.isin(classes, [_class(p) for p in movers])].all()
+  present = {name: (classes == _class(name)).any(axis=(1, 2)) for name in synth.SEMANTIC_CLASSES}
+  assert present["background"].all() and present["machine"].all() and not present["person"].any()
+  if scene == "pickplace":
+    arm = classes == _class("arm")
+    assert present["arm"].all() and (arm[1:] != arm[:-1]).any(axis=(1, 2)).mean() > 0.5
+    assert present["block"].any() and not present["box"].any() and not present["belt"].any()
+  else:
+    assert present["belt"].all() and present["box"].any() and not present["arm"].any()
+
+
+@pytest.mark.parametrize("scene", synth.SCENES)
+@pytest.mark.parametrize("abnormal", [False, True])
+def test_person_class_shows_exactly_when_flagged_above_the_horizon(scene, abnormal):
+  kw = {"anomaly": synth.ANOMALIES[scene][0], "anomaly_cycle": 1} if abnormal else {}
+  clip = _render(scene, num_cycles=3, distractors=("person", "lighting", "shadow"), **kw)
+  person = clip.classes == _class("person")
+  flag = clip.distractors[:, synth.DISTRACTORS.index("person")]
+  assert flag.any() and not flag.all()
+  np.testing.assert_array_equal(person.any(axis=(1, 2)), flag)
+  horizon_rows = int(round(synth._scene(scene, synth._View(SIZE), 20).horizon * SIZE[0]))
+  assert person[:, :horizon_rows].any() and not person[:, horizon_rows:].any()
+  # Lighting and shadows do not change the classes; the person only changes its own pixels.
+  plain = _render(scene, num_cycles=3, **kw)
+  np.testing.assert_array_equal(clip.classes[~person], plain.classes[~person])
+
+
+def test_shake_moves_the_class_maps_with_the_frame():
+  plain = _render("conveyor")
+  shaken = _render("conveyor", distractors=("shake",))
+  flag = shaken.distractors[:, synth.DISTRACTORS.index("shake")]
+  moved = np.any(shaken.classes != plain.classes, axis=(1, 2))
+  assert flag.any() and not moved[~flag].any() and moved[flag].all()
+  # Each shaken map is the plain one shifted by whole pixels, its border replicated.
+  padded = np.pad(plain.classes, ((0, 0), (2, 2), (2, 2)), mode="edge")
+  for t in np.flatnonzero(flag):
+    shifts = [(dy, dx) for dy in range(5) for dx in range(5)
+              if np.array_equal(padded[t, dy:dy + SIZE[0], dx:dx + SIZE[1]], shaken.classes[t])]
+    assert shifts and (2, 2) not in shifts
+
+
 def test_bad_arguments_raise_config_errors(tmp_path):
   with pytest.raises(ConfigError, match="unknown scene 'lab'"):
     synth.render_clip("lab", num_cycles=1)
@@ -188,7 +251,8 @@ def test_benchmark_layout_and_splits(tiny, scene):
   root = tiny[scene]
   meta = json.loads((root / "benchmark.json").read_text())
   assert meta["format"] == "jaxvad-synth/2" and meta["scene"] == scene
-  assert meta["renderer_version"] == synth.RENDERER_VERSION == 2
+  assert meta["renderer_version"] == synth.RENDERER_VERSION == 3
+  assert meta["semantic_classes"] == list(synth.SEMANTIC_CLASSES)
   assert meta["size"] == list(TINY_SIZE) and meta["fps"] == 5 and meta["preset"] == "tiny"
   assert meta["distractor_names"] == list(synth.DISTRACTORS)
   assert list(meta["distractor_rates"]) == list(synth.SPLITS)
@@ -321,11 +385,12 @@ def test_stale_benchmarks_are_not_reused(tmp_path):
   path = root / "benchmark.json"
   current = path.read_text()
   assert synth.benchmark_is_complete(root) and synth.stale_benchmark(root) is None
-  for old in ({"format": "jaxvad-synth/1", "renderer_version": 1}, {"renderer_version": 1}):
+  for old in ({"format": "jaxvad-synth/1", "renderer_version": 1}, {"renderer_version": 2}):
     path.write_text(json.dumps({**json.loads(current), **old}))
     assert not synth.benchmark_is_complete(root)
     assert not synth.benchmark_matches(root, scene="conveyor", preset=MICRO)
-    assert "renderer 1 (this jaxvad: jaxvad-synth/2, renderer 2)" in synth.stale_benchmark(root)
+    assert (f"renderer {old['renderer_version']} (this jaxvad: jaxvad-synth/2, renderer 3)"
+            in synth.stale_benchmark(root))
   path.write_text(json.dumps({**json.loads(current), "format": "jaxvad-synth/1"}))
   with pytest.raises(DataError, match="not a jaxvad-synth/2 benchmark file.*render it again"):
     datasets.load_synthetic(root, "test")
@@ -387,6 +452,7 @@ def test_reader_round_trip(tiny):
     assert clip.meta["cycle_starts"] == want.cycle_starts.tolist()
     assert clip.meta["anomaly_type"] == plan.anomaly
     np.testing.assert_array_equal(clip.frame_types, np.where(want.anomaly, plan.anomaly, ""))
+    np.testing.assert_array_equal(clip.classes, want.classes)
 
 
 def test_reader_resizes_masks_and_reads_gray(tiny):
@@ -397,6 +463,8 @@ def test_reader_resizes_masks_and_reads_gray(tiny):
     assert b.frames.shape == (len(a.frames), 32, 48, 1)
     assert b.workspace_mask.shape == (len(a.frames), 32, 48)
     assert abs(b.workspace_mask.mean() - a.workspace_mask.mean()) < 0.03
+    assert b.classes.shape == (len(a.frames), 32, 48) and b.classes.dtype == np.uint8
+    np.testing.assert_array_equal(b.classes[:, :, ::3], a.classes[:, :, ::2])   # 32 -> 48 cols
 
 
 def test_reader_errors(tiny, tmp_path):
@@ -406,6 +474,17 @@ def test_reader_errors(tiny, tmp_path):
   shutil.copytree(tiny["pickplace"], root)
   with pytest.raises(DataError, match="unknown split 'dev'"):
     datasets.load_synthetic(root, "dev")
+
+  labels = root / "train" / "train_000.labels.npz"
+  good = labels.read_bytes()
+  with np.load(labels) as npz:
+    arrays = dict(npz)
+  for bad, got in ((arrays["classes"][:, :, :-1], r"uint8 \[\d+, 32, 31\] with ids up to \d"),
+                   (arrays["classes"] + 7, r"uint8 \[\d+, 32, 32\] with ids up to 1[0-3], not")):
+    synth._write_npz(labels, {**arrays, "classes": bad})
+    with pytest.raises(DataError, match=r"train_000.labels.npz: its classes are " + got):
+      datasets.load_synthetic(root, "train")
+  labels.write_bytes(good)
 
   labels = root / "val" / "val_000.labels.npz"
   labels.write_bytes(labels.read_bytes()[:200])

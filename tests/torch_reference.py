@@ -16,6 +16,11 @@ default `use_norm=False` (`net.0 .. net.8`). Additions, off by default: `width` 
 tree (no BN — `nn.Identity` in its place, so the conv indices stay — conv biases, ReLU after the
 transposed convs), and `PixelDiscriminator(padding_mode="reflect")`, the TF original's REFLECT
 padding.
+
+Paper 004's F2LM generator, from `bench/torch_baselines/f2lm.py`: `F2LMGenerator` is the
+official `F2LM_Generator/network/unet.py` `UNet` (modules `inc_x .. down3_z`, `transform_xtoy`,
+`transform_xtoz`, `fusion_conv`, `se`, `up1..3`, `outc`), built from FFP's blocks above, with
+`width` and the ablation switches of `jaxvad.models.f2lm.F2LM`.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.torch_baselines.f2lm import F2LMGenerator, init_weights
 from bench.torch_baselines.ffp import FFPUNet, PixelDiscriminator
 from bench.torch_baselines.r3d import BasicBlock, BasicStem, Conv3DSimple, VideoResNet, r3d_18
 from bench.torch_baselines.resnet import ResNet, ResNetBasicBlock, resnet18
 
 __all__ = ["BasicBlock", "BasicStem", "Conv3DSimple", "VideoResNet", "r3d_18", "ResNet",
-           "ResNetBasicBlock", "resnet18", "FFPUNet", "PixelDiscriminator", "randomize_bn",
-           "hooked_activations"]
+           "ResNetBasicBlock", "resnet18", "FFPUNet", "PixelDiscriminator", "F2LMGenerator",
+           "init_weights", "randomize_bn", "hooked_activations"]
 
 
 def randomize_bn(model: nn.Module, generator: torch.Generator) -> None:

@@ -1,8 +1,9 @@
 """Clips in memory, and the reader of jaxvad's synthetic benchmark on disk.
 
 `Clip` is what every loader returns (`jaxvad.data.public` for the public layouts,
-`load_synthetic` here); `read_meta`, `read_labels` and `resize_masks` are shared with the
-`synth` entries of `public.load_dataset`. `jaxvad.data.datasets` picks the loader from a config.
+`load_synthetic` here); `read_meta`, `read_labels`, `read_classes` and `resize_nearest` are
+shared with the `synth` entries of `public.load_dataset`. `jaxvad.data.datasets` picks the
+loader from a config.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 from jaxvad.data import synth, video
 from jaxvad.errors import DataError
 
-__all__ = ["Clip", "load_synthetic", "read_meta", "read_labels", "resize_masks"]
+__all__ = ["Clip", "load_synthetic", "read_meta", "read_labels", "read_classes",
+           "resize_nearest", "resize_masks"]
 
 
 @dataclasses.dataclass
@@ -30,6 +32,8 @@ class Clip:
   meta: dict                          # its benchmark.json entry (cycle_starts, anomaly_type...)
   frame_types: np.ndarray | None = None   # str [T]: the anomaly type of each anomalous frame,
                                           # "" on normal frames; None when unknown
+  classes: np.ndarray | None = None   # uint8 [T, H, W]: per-pixel ids into synth.SEMANTIC_CLASSES
+                                      # (the synthetic benchmark's rendered maps); else None
 
 
 def rerender_hint(root: pathlib.Path) -> str:
@@ -54,12 +58,15 @@ def read_meta(root: pathlib.Path) -> dict:
   return meta
 
 
-def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Nearest-neighbour resize of bool [T, H, W] masks, sampling at pixel centres."""
-  _, h, w = masks.shape
+def resize_nearest(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Nearest-neighbour resize of [T, H, W] maps of any dtype, sampling at pixel centres."""
+  _, h, w = maps.shape
   rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
   cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
-  return masks[:, rows][:, :, cols]
+  return maps[:, rows][:, :, cols]
+
+
+resize_masks = resize_nearest   # bool masks: the name the loaders used first
 
 
 def read_labels(path: pathlib.Path, root: pathlib.Path) -> dict:
@@ -69,7 +76,7 @@ def read_labels(path: pathlib.Path, root: pathlib.Path) -> dict:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in ("anomaly", "anomaly_type_index", "distractors",
                                     "workspace_mask_bits", "workspace_mask_shape",
-                                    "cycle_starts")}
+                                    "cycle_starts", "classes")}
     shape = tuple(int(s) for s in arrays["workspace_mask_shape"])
     bits = np.unpackbits(arrays["workspace_mask_bits"], count=int(np.prod(shape)))
     arrays["workspace_mask"] = bits.astype(bool).reshape(shape)
@@ -77,6 +84,21 @@ def read_labels(path: pathlib.Path, root: pathlib.Path) -> dict:
     raise DataError(f"labels file {path} is corrupt or truncated ({type(e).__name__}: {e}): "
                     f"{rerender_hint(root)}") from None
   return arrays
+
+
+def read_classes(arrays: dict, num_frames: int, path: pathlib.Path, root: pathlib.Path,
+                 size: tuple[int, int] | None) -> np.ndarray:
+  """The checked class maps of a labels file (`read_labels`), resized to `size` if given."""
+  classes, n = arrays["classes"], len(synth.SEMANTIC_CLASSES)
+  want = (num_frames, *arrays["workspace_mask"].shape[1:])
+  top = int(classes.max(initial=0)) if classes.dtype == np.uint8 else "?"
+  if classes.dtype != np.uint8 or classes.shape != want or top >= n:
+    raise DataError(f"{path}: its classes are {classes.dtype} {list(classes.shape)} with ids up "
+                    f"to {top}, not uint8 {list(want)} (its {num_frames} frames) with ids below "
+                    f"{n}: {rerender_hint(root)}")
+  if size is not None and tuple(size) != classes.shape[1:]:
+    classes = resize_nearest(classes, tuple(size))
+  return classes
 
 
 def _frame_types(index: np.ndarray, anomaly: np.ndarray, meta: dict, path: pathlib.Path,
@@ -98,14 +120,14 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
   Args:
     root: the benchmark folder, `<out_dir>/<scene>`.
     split: `train`, `val` or `test`.
-    size: (H, W) to resize frames (area/linear) and workspace masks (nearest) to; None keeps
-      the stored size.
+    size: (H, W) to resize frames (area/linear), workspace masks and class maps (nearest) to;
+      None keeps the stored size.
     grayscale: return 1-channel frames instead of RGB.
 
   Returns:
     The split's clips in benchmark.json order, with labels, per-frame anomaly types
-    (`frame_types`), distractor flags, workspace masks and the clip's benchmark.json entry as
-    `meta`.
+    (`frame_types`), distractor flags, workspace masks, semantic class maps (`classes`) and
+    the clip's benchmark.json entry as `meta`.
 
   Raises:
     DataError: no benchmark.json, unknown split, a missing clip folder or labels file, a
@@ -137,8 +159,9 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
                       f"{entry.get('num_frames')}): {rerender_hint(root)}")
     frame_types = _frame_types(arrays["anomaly_type_index"], anomaly, meta, labels_path, root)
     if size is not None and tuple(size) != mask.shape[1:]:
-      mask = resize_masks(mask, tuple(size))
+      mask = resize_nearest(mask, tuple(size))
+    classes = read_classes(arrays, t, labels_path, root, size)
     clips.append(Clip(name=name, frames=frames, labels=anomaly.astype(bool),
                       distractors=flags.astype(bool), workspace_mask=mask, meta=dict(entry),
-                      frame_types=frame_types))
+                      frame_types=frame_types, classes=classes))
   return clips

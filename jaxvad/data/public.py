@@ -1144,7 +1144,7 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
   Returns:
     A `Clip` with `labels` (None only if the entry has none) and `meta` = {layout, split,
     source, label_source, mask_source} (plus the benchmark.json entry for synth clips, whose
-    distractor flags and workspace masks are filled in too).
+    distractor flags, workspace masks and class maps are filled in too).
 
   Raises:
     DataError: the video cannot be decoded, or its frame count differs from the labels'
@@ -1165,17 +1165,18 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
           "mask_source": str(entry.mask_source) if entry.mask_source else None}
   if entry.meta.get("label_files_agreeing"):
     meta["label_files_agreeing"] = entry.meta["label_files_agreeing"]
-  distractors = workspace = None
+  distractors = workspace = classes = None
   if entry.layout == "synth":
     meta = {**entry.meta, **meta}
     root = entry.source.parent.parent
     arrays = clips.read_labels(entry.label_source, root)
     distractors, workspace = arrays["distractors"].astype(bool), arrays["workspace_mask"]
+    classes = clips.read_classes(arrays, t, entry.label_source, root, size)
     if size is not None and tuple(size) != workspace.shape[1:]:
-      workspace = clips.resize_masks(workspace, tuple(size))
+      workspace = clips.resize_nearest(workspace, tuple(size))
   return Clip(name=entry.name, frames=frames,
               labels=None if labels is None else np.asarray(labels, bool).copy(),
-              distractors=distractors, workspace_mask=workspace, meta=meta)
+              distractors=distractors, workspace_mask=workspace, meta=meta, classes=classes)
 
 
 def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
@@ -1204,7 +1205,7 @@ def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
   if size is not None:
     size = video._check_size(size)  # pylint: disable=protected-access
     if size != masks.shape[1:]:
-      masks = clips.resize_masks(masks, size)
+      masks = clips.resize_nearest(masks, size)
   return masks
 
 

@@ -50,6 +50,13 @@ arm/blocks/boxes (so a dropped block or a wrong path is covered from the frame i
 an abnormal cycle's mask differs from a normal one only there). It never covers the person
 or shadow bands, and it moves with the camera shake.
 
+Every frame also has a semantic class map (`RenderedClip.classes`, ids into `SEMANTIC_CLASSES`),
+painted by the same draw calls as the image (crisp edges, later parts over earlier ones, as in
+the image): background (floor, wall, wall clutter), machine (pickplace: table edge, chute rails,
+pads, arm base; conveyor: safety rail and stripes, belt frame rails, housings, gate, light), arm,
+block, belt (surface and slats), box (with tape and label) and person. Shadows and lighting do
+not change it; camera shake moves it like the image (nearest, border replicate).
+
 On-disk layout written by `write_benchmark` (the contract `jaxvad.data.datasets` reads):
 
   <out_dir>/<scene>/
@@ -61,16 +68,17 @@ On-disk layout written by `write_benchmark` (the contract `jaxvad.data.datasets`
                                       frames), distractors bool[T, K],
                                       distractor_names str[K], workspace_mask_bits uint8
                                       (np.packbits of the flat bool[T, H, W] mask),
-                                      workspace_mask_shape int64[3], cycle_starts int64[C]
+                                      workspace_mask_shape int64[3], cycle_starts int64[C],
+                                      classes uint8[T, H, W] (ids into semantic_classes)
 
   benchmark.json = {"format": "jaxvad-synth/2", "scene", "preset", "seed", "size": [H, W],
-    "fps", "distractor_names", "anomaly_types", "renderer_version", "preset_spec" (the preset's
-    fields, for cache checks), "distractor_rates": {split: {name (and "any"): {"clips": clips
-    showing it, "normal": fraction of their normal frames it is in view in, "anomalous": same
-    over their anomalous frames (null without any), "all_clips": {"normal", "anomalous"} over
-    every clip of the split}}}, "clips": [{"name", "split", "num_frames", "anomaly_type" (null
-    if normal), "anomaly_intervals": [[start, end), ...], "distractors": [names present],
-    "cycle_starts": [...]}]}
+    "fps", "distractor_names", "anomaly_types", "semantic_classes", "renderer_version",
+    "preset_spec" (the preset's fields, for cache checks), "distractor_rates": {split: {name
+    (and "any"): {"clips": clips showing it, "normal": fraction of their normal frames it is in
+    view in, "anomalous": same over their anomalous frames (null without any), "all_clips":
+    {"normal", "anomalous"} over every clip of the split}}}, "clips": [{"name", "split",
+    "num_frames", "anomaly_type" (null if normal), "anomaly_intervals": [[start, end), ...],
+    "distractors": [names present], "cycle_starts": [...]}]}
 
 Splits are `train` (normal, several cycles, some clips with distractors), `val` (normal) and
 `test` (2 cycles, one abnormal; types spread evenly, half the clips of each type with
@@ -82,6 +90,7 @@ All randomness comes from `np.random.default_rng` seeded by (seed, scene, split,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -90,6 +99,7 @@ import math
 import os
 import pathlib
 import shutil
+import threading
 import zipfile
 from typing import Sequence
 
@@ -106,12 +116,16 @@ ANOMALIES: dict[str, tuple[str, ...]] = {
     "conveyor": ("fallen", "missing"),
 }
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# Per-pixel semantic classes of `RenderedClip.classes` (index = class id), both scenes.
+SEMANTIC_CLASSES: tuple[str, ...] = ("background", "machine", "arm", "block", "belt", "box",
+                                     "person")
 # Bump FORMAT when the files change, RENDERER_VERSION when the pictures or labels do: a cached
 # benchmark of another format or renderer version is never reused (`benchmark_is_complete` is
 # False for it, so `ensure_benchmark` and `jaxvad synth` render it again; the reader refuses
 # another format). /2: per-cycle distractor schedules, anomaly_type_index, distractor_rates.
+# Renderer 3: per-pixel semantic class maps (`classes` in the labels files).
 FORMAT = "jaxvad-synth/2"
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +173,7 @@ class RenderedClip:
   workspace_mask: np.ndarray  # bool [T, H, W]
   cycle_starts: np.ndarray    # int64 [num_cycles]
   anomaly_type: str | None
+  classes: np.ndarray         # uint8 [T, H, W], index into SEMANTIC_CLASSES per pixel
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -191,14 +206,45 @@ def _fixed(pts) -> np.ndarray:
   return np.rint(np.asarray(pts, np.float64) * _FIXED).astype(np.int32)
 
 
+_PEN = threading.local()      # .state: (class canvas or None, class id) while `_pen` is active
+
+
+@contextlib.contextmanager
+def _pen(canvas: np.ndarray | None = None, name: str | None = None):
+  """While active, `_poly` / `_circle` (so `_capsule`) also paint into a class canvas.
+
+  Args:
+    canvas: uint8 [H, W] class map in the image's pixel coordinates (a view, for a view of the
+      image); None keeps the enclosing pen's (a scene part sets only its class).
+    name: the class (from `SEMANTIC_CLASSES`) painted; None keeps the enclosing pen's.
+
+  Without a canvas nothing is painted, so the scenes' draw methods also run without one.
+  Drawing is crisp (cv2.LINE_8): a pixel gets the class of the last part covering its centre.
+  """
+  old = getattr(_PEN, "state", (None, 0))
+  _PEN.state = (old[0] if canvas is None else canvas,
+                old[1] if name is None else SEMANTIC_CLASSES.index(name))
+  try:
+    yield
+  finally:
+    _PEN.state = old
+
+
 def _poly(img, pts, color, aa=True):
-  cv2.fillConvexPoly(img, _fixed(pts), color, cv2.LINE_AA if aa else cv2.LINE_8, _SHIFT)
+  pts = _fixed(pts)
+  cv2.fillConvexPoly(img, pts, color, cv2.LINE_AA if aa else cv2.LINE_8, _SHIFT)
+  canvas, cls = getattr(_PEN, "state", (None, 0))
+  if canvas is not None:
+    cv2.fillConvexPoly(canvas, pts, cls, cv2.LINE_8, _SHIFT)
 
 
 def _circle(img, center, radius, color, aa=True):
   c = _fixed(center)
-  cv2.circle(img, (int(c[0]), int(c[1])), max(1, int(round(radius * _FIXED))), color, -1,
-             cv2.LINE_AA if aa else cv2.LINE_8, _SHIFT)
+  c, r = (int(c[0]), int(c[1])), max(1, int(round(radius * _FIXED)))
+  cv2.circle(img, c, r, color, -1, cv2.LINE_AA if aa else cv2.LINE_8, _SHIFT)
+  canvas, cls = getattr(_PEN, "state", (None, 0))
+  if canvas is not None:
+    cv2.circle(canvas, c, r, cls, -1, cv2.LINE_8, _SHIFT)
 
 
 def _capsule(img, p, q, radius, color, aa=True):
@@ -440,27 +486,30 @@ class _PickPlace:
   def draw_static(self, rng, img):
     v = self.view
     _wall_clutter(rng, img, v, self.horizon)
-    _poly(img, v.p([[0, self.horizon - 0.012], [1, self.horizon - 0.012], [1, self.horizon + 0.01],
-                    [0, self.horizon + 0.01]]), (95, 85, 70), aa=False)   # table back edge
-    y, half = self.pick[1], self.block * 0.75
-    for x0, x1 in ((0.0, self.pick[0] + 0.05), (self.place[0] - 0.05, 1.0)):   # chute rails
-      for side in (-1, 1):
-        yy = y + side * half
-        _poly(img, v.p([[x0, yy - 0.006], [x1, yy - 0.006], [x1, yy + 0.006], [x0, yy + 0.006]]),
-              (120, 120, 125))
-    for pad in (self.pick, self.place):
-      _poly(img, _rect_pts(v.p(pad), v.r(0.05), v.r(0.05), 0.0), (150, 145, 128))
-      _poly(img, _rect_pts(v.p(pad), v.r(0.04), v.r(0.04), 0.0), (168, 160, 142))
-    c = v.p(self.base)
-    _poly(img, _rect_pts(c + [0, v.r(0.02)], v.r(0.1), v.r(0.07), 0.0), (70, 72, 78))
-    _circle(img, c, v.r(0.068), (105, 108, 115))
-    _circle(img, c, v.r(0.052), (80, 82, 88))
+    with _pen(name="machine"):
+      _poly(img, v.p([[0, self.horizon - 0.012], [1, self.horizon - 0.012],
+                      [1, self.horizon + 0.01], [0, self.horizon + 0.01]]), (95, 85, 70),
+            aa=False)   # table back edge
+      y, half = self.pick[1], self.block * 0.75
+      for x0, x1 in ((0.0, self.pick[0] + 0.05), (self.place[0] - 0.05, 1.0)):   # chute rails
+        for side in (-1, 1):
+          yy = y + side * half
+          _poly(img, v.p([[x0, yy - 0.006], [x1, yy - 0.006], [x1, yy + 0.006],
+                          [x0, yy + 0.006]]), (120, 120, 125))
+      for pad in (self.pick, self.place):
+        _poly(img, _rect_pts(v.p(pad), v.r(0.05), v.r(0.05), 0.0), (150, 145, 128))
+        _poly(img, _rect_pts(v.p(pad), v.r(0.04), v.r(0.04), 0.0), (168, 160, 142))
+      c = v.p(self.base)
+      _poly(img, _rect_pts(c + [0, v.r(0.02)], v.r(0.1), v.r(0.07), 0.0), (70, 72, 78))
+      _circle(img, c, v.r(0.068), (105, 108, 115))
+      _circle(img, c, v.r(0.052), (80, 82, 88))
 
   def _draw_block(self, img, b: _Block):
     v = self.view
     half = v.r(self.block / 2) * b.scale
-    _poly(img, _rect_pts(v.p((b.x, b.y)), half, half, b.angle), (120, 55, 30))
-    _poly(img, _rect_pts(v.p((b.x, b.y)), half * 0.72, half * 0.72, b.angle), (175, 90, 50))
+    with _pen(name="block"):
+      _poly(img, _rect_pts(v.p((b.x, b.y)), half, half, b.angle), (120, 55, 30))
+      _poly(img, _rect_pts(v.p((b.x, b.y)), half * 0.72, half * 0.72, b.angle), (175, 90, 50))
 
   def draw(self, img, state: _ArmState):
     v = self.view
@@ -473,19 +522,20 @@ class _PickPlace:
     n = np.array([-d[1], d[0]])
     wrist = elbow + self.l2 * d
     base, e_px, w_px = v.p(self.base), v.p(elbow), v.p(wrist)
-    _capsule(img, base, e_px, v.r(0.036), (150, 80, 20))
-    _capsule(img, base, e_px, v.r(0.027), (232, 132, 32))
-    _capsule(img, e_px, w_px, v.r(0.029), (150, 80, 20))
-    _capsule(img, e_px, w_px, v.r(0.021), (242, 152, 48))
-    _circle(img, base, v.r(0.03), (55, 55, 60))
-    _circle(img, e_px, v.r(0.024), (55, 55, 60))
-    palm = self.open_w / 2 + 0.012
-    _capsule(img, v.p(wrist + palm * n), v.p(wrist - palm * n), v.r(0.012), (90, 90, 96))
-    if state.carried >= 0:
-      self._draw_block(img, state.blocks[state.carried])
-    for side in (-1, 1):
-      root = wrist + side * state.opening / 2 * n
-      _capsule(img, v.p(root), v.p(root + (self.tool + 0.02) * d), v.r(0.008), (60, 60, 66))
+    with _pen(name="arm"):
+      _capsule(img, base, e_px, v.r(0.036), (150, 80, 20))
+      _capsule(img, base, e_px, v.r(0.027), (232, 132, 32))
+      _capsule(img, e_px, w_px, v.r(0.029), (150, 80, 20))
+      _capsule(img, e_px, w_px, v.r(0.021), (242, 152, 48))
+      _circle(img, base, v.r(0.03), (55, 55, 60))
+      _circle(img, e_px, v.r(0.024), (55, 55, 60))
+      palm = self.open_w / 2 + 0.012
+      _capsule(img, v.p(wrist + palm * n), v.p(wrist - palm * n), v.r(0.012), (90, 90, 96))
+      if state.carried >= 0:   # over the palm, under the fingers
+        self._draw_block(img, state.blocks[state.carried])
+      for side in (-1, 1):
+        root = wrist + side * state.opening / 2 * n
+        _capsule(img, v.p(root), v.p(root + (self.tool + 0.02) * d), v.r(0.008), (60, 60, 66))
 
   def _footprint(self, mask, state: _ArmState, grow: float):
     """Draws the arm, gripper and blocks of `state` into `mask`, grown by `grow` pixels."""
@@ -620,17 +670,22 @@ class _Conveyor:
     _wall_clutter(rng, img, v, self.horizon)
     y0, y1 = self.belt
     rail = self.horizon
-    _poly(img, v.p([[0, rail - 0.03], [1, rail - 0.03], [1, rail], [0, rail]]), (200, 170, 40),
-          aa=False)
-    for x in np.arange(0.0, 1.0, 0.08):   # hazard stripes
-      _poly(img, v.p([[x, rail - 0.03], [x + 0.03, rail - 0.03], [x + 0.015, rail],
-                      [x - 0.015, rail]]), (40, 40, 40))
-    _poly(img, v.p([[0, y0 - 0.02], [1, y0 - 0.02], [1, y1 + 0.02], [0, y1 + 0.02]]),
-          (150, 155, 160), aa=False)                      # belt frame rails
-    _poly(img, v.p([[0, y0], [1, y0], [1, y1], [0, y1]]), (62, 64, 68), aa=False)
+    with _pen(name="machine"):
+      _poly(img, v.p([[0, rail - 0.03], [1, rail - 0.03], [1, rail], [0, rail]]), (200, 170, 40),
+            aa=False)
+      for x in np.arange(0.0, 1.0, 0.08):   # hazard stripes
+        _poly(img, v.p([[x, rail - 0.03], [x + 0.03, rail - 0.03], [x + 0.015, rail],
+                        [x - 0.015, rail]]), (40, 40, 40))
+      _poly(img, v.p([[0, y0 - 0.02], [1, y0 - 0.02], [1, y1 + 0.02], [0, y1 + 0.02]]),
+            (150, 155, 160), aa=False)                      # belt frame rails
+    with _pen(name="belt"):
+      _poly(img, v.p([[0, y0], [1, y0], [1, y1], [0, y1]]), (62, 64, 68), aa=False)
 
   def draw_foreground(self, img, alpha):
-    """Housings and the gate: static, drawn over the boxes (crisp edges, boolean alpha)."""
+    """Housings and the gate: static, drawn over the boxes (crisp edges, boolean alpha).
+
+    All of it is class `machine` (where `alpha`): it is painted by slicing, not with the pen.
+    """
     v = self.view
     h = v.h
     rows = (int(round(0.42 * h)), int(round(0.82 * h)))
@@ -651,8 +706,15 @@ class _Conveyor:
     v = self.view
     y0, y1 = self.belt
     phase = (self.speed * state.t) % self.slat
-    for x in np.arange(self.open_x[0] - self.slat + phase, self.open_x[1] + self.slat, self.slat):
-      _poly(img, v.p([[x, y0], [x + 0.012, y0], [x + 0.012, y1], [x, y1]]), (44, 46, 50))
+    with _pen(name="belt"):
+      for x in np.arange(self.open_x[0] - self.slat + phase, self.open_x[1] + self.slat,
+                         self.slat):
+        _poly(img, v.p([[x, y0], [x + 0.012, y0], [x + 0.012, y1], [x, y1]]), (44, 46, 50))
+    with _pen(name="box"):
+      self._draw_boxes(img, state)
+
+  def _draw_boxes(self, img, state: _BeltState):
+    v = self.view
     for box in state.boxes:
       base = np.array([192, 150, 100]) + box.tint
       _poly(img, self.box_pts(box), tuple(float(c) for c in base * 0.7))
@@ -671,9 +733,10 @@ class _Conveyor:
 
   def draw_light(self, img, state: _BeltState):
     v = self.view
-    _circle(img, v.p(self.light_at), v.r(self.light_r + 0.008), (60, 60, 64))
-    _circle(img, v.p(self.light_at), v.r(self.light_r),
-            (70, 235, 95) if state.light else (40, 70, 50))
+    with _pen(name="machine"):
+      _circle(img, v.p(self.light_at), v.r(self.light_r + 0.008), (60, 60, 64))
+      _circle(img, v.p(self.light_at), v.r(self.light_r),
+              (70, 235, 95) if state.light else (40, 70, 50))
 
   def mask(self, state: _BeltState) -> np.ndarray:
     v = self.view
@@ -706,7 +769,12 @@ def _scene(scene: str, view: _View, cycle_min: int):
 
 @functools.lru_cache(maxsize=8)
 def _static_layers(scene: str, size: tuple[int, int], background_seed: int):
-  """The camera's static view (same for every clip of a benchmark): background + foreground."""
+  """The camera's static view (same for every clip of a benchmark): background + foreground.
+
+  Returns:
+    (bg uint8 [H, W, 3], fg (conveyor) uint8 [H, W, 3] or None, alpha (conveyor: where fg
+    covers) bool [H, W] or None, bg_classes uint8 [H, W], fg_classes uint8 [H, W] or None).
+  """
   view = _View(size)
   impl = _scene(scene, view, 20)
   rng = _rng(background_seed, 1000 + SCENES.index(scene))
@@ -716,21 +784,25 @@ def _static_layers(scene: str, size: tuple[int, int], background_seed: int):
     colors = (rng.uniform(125, 155, 3), rng.uniform(105, 125, 3))
   bg = _background_base(rng, view, colors[0], colors[1], impl.horizon)
   bg = np.clip(np.rint(bg), 0, 255).astype(np.uint8)
-  impl.draw_static(rng, bg)
-  fg = alpha = None
+  bg_classes = np.zeros(size, np.uint8)
+  with _pen(bg_classes, "background"):
+    impl.draw_static(rng, bg)
+  fg = alpha = fg_classes = None
   if scene == "conveyor":
     fg = np.zeros_like(bg)
     alpha = np.zeros(size, bool)
     impl.draw_foreground(fg, alpha)
-  for a in (bg, fg, alpha):
+    fg_classes = np.where(alpha, SEMANTIC_CLASSES.index("machine"), 0).astype(np.uint8)
+  layers = (bg, fg, alpha, bg_classes, fg_classes)
+  for a in layers:
     if a is not None:
       a.flags.writeable = False
-  return bg, fg, alpha
+  return layers
 
 
 def _static_background(scene: str, size: tuple[int, int], background_seed: int = 0) -> np.ndarray:
   """The bare scene (no process, no distractors, no noise): uint8 [H, W, 3]. For tests."""
-  bg, fg, alpha = _static_layers(scene, tuple(size), background_seed)
+  bg, fg, alpha, _, _ = _static_layers(scene, tuple(size), background_seed)
   out = bg.copy()
   if fg is not None:
     out[alpha] = fg[alpha]
@@ -1100,20 +1172,24 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
   offsets = (_plan_shake(streams["shake"], windows["shake"], n, view)
              if "shake" in windows else None)
 
-  bg, fg, alpha = _static_layers(scene, size, int(background_seed))
+  bg, fg, alpha, bg_classes, fg_classes = _static_layers(scene, size, int(background_seed))
   h, w = size
   horizon_rows = int(round(impl.horizon * h))
   frames = np.empty((n, h, w, 3), np.uint8)
   masks = np.empty((n, h, w), bool)
+  classes = np.empty((n, h, w), np.uint8)
   for t, state in enumerate(states):
-    canvas = bg.copy()
+    canvas, cls = bg.copy(), bg_classes.copy()
     for walker in walkers:
       if walker.x_at(t) is not None:
-        _draw_person(canvas[:horizon_rows], view, walker, t, impl.horizon)
-    impl.draw(canvas, state)
-    if fg is not None:
-      canvas[alpha] = fg[alpha]
-      impl.draw_light(canvas, state)
+        with _pen(cls[:horizon_rows], "person"):
+          _draw_person(canvas[:horizon_rows], view, walker, t, impl.horizon)
+    with _pen(cls):   # each part of the scene sets its class
+      impl.draw(canvas, state)
+      if fg is not None:
+        canvas[alpha] = fg[alpha]
+        cls[alpha] = fg_classes[alpha]
+        impl.draw_light(canvas, state)
     mask = impl.mask(state)
     img = canvas.astype(np.float32)
     for sp in shadows:
@@ -1126,12 +1202,15 @@ def render_clip(scene: str, *, num_cycles: int, anomaly: str | None = None,
                            borderMode=cv2.BORDER_REPLICATE)
       mask = cv2.warpAffine(mask, shift, (w, h), flags=cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+      cls = cv2.warpAffine(cls, shift, (w, h), flags=cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_REPLICATE)
     if noise:
       img += noise_rng.standard_normal((h, w, 3), dtype=np.float32) * _NOISE_SIGMA
     frames[t] = np.clip(np.rint(img), 0, 255)
     masks[t] = mask.astype(bool)
+    classes[t] = cls
   return RenderedClip(frames=frames, anomaly=labels, distractors=flags, workspace_mask=masks,
-                      cycle_starts=starts, anomaly_type=anomaly)
+                      cycle_starts=starts, anomaly_type=anomaly, classes=classes)
 
 
 # --------------------------------------------------------------------------- benchmark writer
@@ -1252,6 +1331,7 @@ def _write_clip(split_dir: pathlib.Path, name: str, clip: RenderedClip,
       "workspace_mask_bits": np.packbits(clip.workspace_mask.reshape(-1)),
       "workspace_mask_shape": np.array(clip.workspace_mask.shape, np.int64),
       "cycle_starts": clip.cycle_starts.astype(np.int64),
+      "classes": clip.classes,
   })
   os.replace(tmp_labels, split_dir / f"{name}.labels.npz")
 
@@ -1332,7 +1412,8 @@ def _header(scene: str, preset_name: str, spec: SynthPreset, seed: int) -> dict:
   return {
       "format": FORMAT, "scene": scene, "preset": preset_name, "seed": seed,
       "size": list(spec.size), "fps": spec.fps, "distractor_names": list(DISTRACTORS),
-      "anomaly_types": list(ANOMALIES[scene]), "renderer_version": RENDERER_VERSION,
+      "anomaly_types": list(ANOMALIES[scene]), "semantic_classes": list(SEMANTIC_CLASSES),
+      "renderer_version": RENDERER_VERSION,
       "preset_spec": {k: list(v) if isinstance(v, tuple) else v
                       for k, v in dataclasses.asdict(spec).items()},
   }
@@ -1394,8 +1475,8 @@ def stale_benchmark(path) -> str | None:
     path: the benchmark folder (`<out_dir>/<scene>`).
 
   Returns:
-    A description such as "jaxvad-synth/1, renderer 1 (this jaxvad: jaxvad-synth/2, renderer
-    2)" if `path/benchmark.json` is a jaxvad benchmark file from another version; None if it is
+    A description such as "jaxvad-synth/2, renderer 2 (this jaxvad: jaxvad-synth/2, renderer
+    3)" if `path/benchmark.json` is a jaxvad benchmark file from another version; None if it is
     current, missing or unreadable.
   """
   try:

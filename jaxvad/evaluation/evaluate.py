@@ -230,7 +230,9 @@ class Scorer:
   def __init__(self, config, state, *, masker=None):
     self.config, self.state = config, state
     self.spec = detector_spec(config)
-    step = methods.get(config.method).score_step
+    self.method = methods.get(config.method)
+    self._inputs = (None, None)   # (frames, their frame inputs): one clip's, computed once
+    step = self.method.score_step
     if self.spec.reduction is not None:
       step = patch_score_step(step, self.spec)
     self.runner = inference.WindowRunner(
@@ -288,14 +290,31 @@ class Scorer:
     m_config, m_state = self.masker
     return methods.get(m_config.method).masker(m_config, m_state, frames)
 
-  def score(self, frames: np.ndarray) -> np.ndarray:
-    """float64 `[T]` raw score of every frame of a clip (NaN on unscored frames)."""
+  def frame_inputs(self, frames: np.ndarray, clip=None) -> dict[str, np.ndarray] | None:
+    """The method's per-frame inputs of a clip (`Method.frame_inputs`; None for methods
+    without), computed once for the clip scored last."""
+    if self.method.frame_inputs is None:
+      return None
+    if self._inputs[0] is not frames:
+      self._inputs = (frames, self.method.frame_inputs(self.config, frames, clip))
+    return self._inputs[1]
+
+  def score(self, frames: np.ndarray, clip=None) -> np.ndarray:
+    """float64 `[T]` raw score of every frame of a clip (NaN on unscored frames).
+
+    Args:
+      frames: uint8 `[T, H, W, C]`.
+      clip: the `jaxvad.data.clips.Clip` they come from, for methods whose per-frame inputs
+        need more than the frames (class maps); None for bare footage.
+    """
     spec = self.spec
     self._resolve(frames.shape[1:3])
+    inputs = self.frame_inputs(frames, clip)
     if self.masker is None:
-      terms = self.runner.clip_outputs(self.state, frames, [t.name for t in self.spec.terms])
+      terms = self.runner.clip_outputs(self.state, frames, [t.name for t in self.spec.terms],
+                                       inputs)
       return combine_terms(self.spec, terms)
-    image = self.runner.clip_outputs(self.state, frames, [spec.image])[spec.image]
+    image = self.runner.clip_outputs(self.state, frames, [spec.image], inputs)[spec.image]
     return self.masked(image, frames, self.clip_mask(frames))
 
   def masked(self, image: np.ndarray, frames: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -356,11 +375,13 @@ class Scorer:
                         for k in order],
             "values": [float(values.ravel()[k]) for k in order]}
 
-  def images(self, frames: np.ndarray, frame_idx: Sequence[int]) -> dict[str, np.ndarray]:
+  def images(self, frames: np.ndarray, frame_idx: Sequence[int],
+             clip=None) -> dict[str, np.ndarray]:
     """The spec's image (and pixel map) outputs of chosen frames: {"image": float32
-    `[K, H, W, C]` in [0, 1], "pixel_map": `[K, H, W]` if declared}."""
+    `[K, H, W, C]` in [0, 1], "pixel_map": `[K, H, W]` if declared}. `clip` as in `score`."""
     keys = [k for k in (self.spec.image, self.spec.pixel_map) if k]
-    out = self.runner.frame_outputs(self.state, frames, frame_idx, keys)
+    out = self.runner.frame_outputs(self.state, frames, frame_idx, keys,
+                                    self.frame_inputs(frames, clip))
     result = {}
     if self.spec.image:
       result["image"] = np.clip(out[self.spec.image], 0.0, 1.0).astype(np.float32)
@@ -448,7 +469,7 @@ def evaluate_scores(test: Sequence[Scored], *, val: Sequence[Scored] = (),
 
 def scored_clip(scorer: Scorer, clip) -> Scored:
   """A `datasets.Clip` scored by `scorer`."""
-  return Scored(clip.name, scorer.score(clip.frames),
+  return Scored(clip.name, scorer.score(clip.frames, clip),
                 None if clip.labels is None else clip.labels.astype(bool),
                 has_distractors=bool(clip.meta.get("distractors")) if clip.meta else False,
                 distractors=clip.distractors, types=getattr(clip, "frame_types", None))
@@ -498,7 +519,7 @@ def _worst_frames(scorer: Scorer, clips, results, *, count: int) -> list[dict]:
            for i, r in enumerate(results) if np.isfinite(r["score"]).any()]
   worst = []
   for score, i, t in sorted(peaks, reverse=True)[:count]:
-    out = scorer.images(clips[i].frames, [t])
+    out = scorer.images(clips[i].frames, [t], clips[i])
     patches = scorer.fired_patches(clips[i].frames, t, out["image"][0])
     worst.append({"clip": results[i]["name"], "frame": t, "score": float(score),
                   "label": bool(results[i]["labels"][t]), "frame_image": clips[i].frames[t],

@@ -23,13 +23,27 @@ __all__ = ["TrainState", "ScoreTerm", "PatchReduction", "ScoreSpec", "PREDICTED_
            "Phase", "Method", "init_variables"]
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def init_variables(model, rng, x):
-  """`model.init(rng, x)` (with `train=False` for models that take it), compiled once per model
-  and input shape: run op by op, a ResNet's init compiles hundreds of small programs."""
+# XLA:CPU's LLVM passes take about 0.3 s per threefry draw (each parameter's initializer), so an
+# optimised init of a U-Net at width 0.125 compiled in 28 s; unoptimised, in 3 s, with the same
+# values. It runs once, and its forward pass is dead code (only parameter values and shapes
+# are kept), so nothing is lost.
+def _init(model, rng, *inputs):
   if "train" in inspect.signature(model.__call__).parameters:
-    return model.init(rng, x, train=False)
-  return model.init(rng, x)
+    return model.init(rng, *inputs, train=False)
+  return model.init(rng, *inputs)
+
+
+_init_compiled = jax.jit(_init, static_argnums=0,
+                         compiler_options={"xla_backend_optimization_level": 0})
+
+
+def init_variables(model, rng, *inputs):
+  """`model.init(rng, *inputs)` (with `train=False` for models that take it), compiled once per
+  model and input shapes: run op by op, a ResNet's init compiles hundreds of small programs.
+  Inside a trace (e.g. `jax.eval_shape` of a state) it is part of that trace."""
+  if isinstance(rng, jax.core.Tracer):
+    return _init(model, rng, *inputs)
+  return _init_compiled(model, rng, *inputs)
 
 
 class TrainState(train_state.TrainState):
@@ -244,8 +258,14 @@ class Method:
       of a clip, for a model whose masks a detector's score can be restricted to.
     training_targets: `(config, clips) -> {name: [per-clip array [T_i, ...]]}`, per-frame
       targets computed once from the training clips; batches carry them as `batch[name]`.
+    frame_inputs: `(config, frames uint8 [T, H, W, C], clip) -> {name: array [T, ...]}`,
+      per-frame inputs beside the frames (optical flow, class maps), computed on the host
+      once per clip; the trainer windows them with the frames and every scorer passes them
+      with each window batch as `batch[name]`. `clip` is the `jaxvad.data.clips.Clip` the
+      frames come from (its name, ground truth), or None for bare footage (`jaxvad score` of
+      a video file): a method that then cannot make its inputs raises ConfigError saying so.
     example_targets: `(config, (B, T), numpy Generator) -> {name: array [B, T, ...]}`, random
-      targets of the right shapes (benchmarks).
+      per-frame targets and inputs of the right shapes (benchmarks).
     fit: `(config, state, clips) -> state`, run once after the last gradient step and before
       the final checkpoint (e.g. a density over features); `clips` are the uint8 training clips.
     bench_config: the shipped config bench/ times this method with.
@@ -260,6 +280,7 @@ class Method:
   steps: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
   masker: Callable | None = None
   training_targets: Callable | None = None
+  frame_inputs: Callable | None = None
   example_targets: Callable | None = None
   fit: Callable | None = None
   bench_config: str = ""

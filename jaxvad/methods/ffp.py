@@ -95,12 +95,16 @@ def to_signed(frames):
   return jnp.asarray(frames, jnp.float32) / 127.5 - 1.0
 
 
+def stack_channels(frames):
+  """`[B, T, H, W, C]` -> `[B, H, W, T C]`, frame-major (the port's `torch.cat(..., dim=1)`)."""
+  b, t, h, w, c = frames.shape
+  return frames.transpose(0, 2, 3, 1, 4).reshape(b, h, w, t * c)
+
+
 def stack_inputs(frames):
   """`[B, T, H, W, C]` -> the inputs `[B, H, W, (T-1) C]` (frame-major) and the target
   `[B, H, W, C]`, the port's `clips[:, 0:12]` / `clips[:, 12:15]`."""
-  inputs, target = frames[:, :-1], frames[:, -1]
-  b, t, h, w, c = inputs.shape
-  return inputs.transpose(0, 2, 3, 1, 4).reshape(b, h, w, t * c), target
+  return stack_channels(frames[:, :-1]), frames[:, -1]
 
 
 def _schedule(rate: float, m: ModelConfig):
@@ -145,7 +149,8 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
                flow=(m.flow_weight, m.flow_alpha, m.flow_iterations))
 
 
-def _discriminate(d: TrainState, params, frames):
+def discriminate(d: TrainState, params, frames):
+  """The PatchGAN's per-patch outputs for `frames` with discriminator parameters `params`."""
   return d.apply_fn({"params": params}, frames)[0]
 
 
@@ -161,7 +166,7 @@ def train_step(state, batch):
                                     train=True, mutable=["batch_stats"])
     terms = {"intensity": losses.intensity_loss(pred, target, p=2),
              "gradient": losses.gradient_loss(pred, target, alpha=1),
-             "adversarial": losses.lsgan_generator_loss(_discriminate(d, d.params, pred))}
+             "adversarial": losses.lsgan_generator_loss(discriminate(d, d.params, pred))}
     total = w_int * terms["intensity"] + w_grad * terms["gradient"] + w_adv * terms["adversarial"]
     if w_flow:   # static: no flow computed when off
       terms["flow"] = losses.flow_loss(frames[:, -2], pred, target, alpha=flow_alpha,
@@ -173,8 +178,8 @@ def train_step(state, batch):
       generator_loss, has_aux=True)(g.params)
 
   def discriminator_loss(d_params):
-    return losses.lsgan_discriminator_loss(_discriminate(d, d_params, target),
-                                           _discriminate(d, d_params,
+    return losses.lsgan_discriminator_loss(discriminate(d, d_params, target),
+                                           discriminate(d, d_params,
                                                          jax.lax.stop_gradient(pred)))
 
   d_loss, d_grads = jax.value_and_grad(discriminator_loss)(d.params)

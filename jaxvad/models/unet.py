@@ -64,7 +64,7 @@ import jax.numpy as jnp
 
 from jaxvad.models import layers
 
-__all__ = ["UNet", "unet_features", "FORMS", "LEVEL_NAMES"]
+__all__ = ["UNet", "Down", "Up", "output_conv", "unet_features", "FORMS", "LEVEL_NAMES"]
 
 FORMS = ("pytorch", "tf")
 BASE_FEATURES = 64
@@ -86,7 +86,7 @@ def _port_bn_scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def _torch_bias_init(fan_in: int):
+def torch_bias_init(fan_in: int):
   """torch's default conv bias: U(±1/sqrt(fan_in)) (weights_init_normal leaves biases alone)."""
   bound = 1.0 / math.sqrt(fan_in)
 
@@ -129,6 +129,18 @@ def _double_conv(x, features: int, *, form: str, train: bool, dtype: Any):
   return x
 
 
+def output_conv(x, out_channels: int, in_features: int, *, form: str = "pytorch",
+                dtype: Any = jnp.float32):
+  """The port's `outc` (3x3 conv with bias, before the tanh) as submodule "outc" of the calling
+  module (called inside its compact `__call__`)."""
+  pytorch = form == "pytorch"
+  return layers.Conv2D(
+      out_channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=True,
+      kernel_init=_port_kernel_init if pytorch else _tf_kernel_init,
+      bias_init=torch_bias_init(9 * in_features) if pytorch else nn.initializers.zeros,
+      dtype=dtype, name="outc")(x)
+
+
 class Down(nn.Module):
   """The port's `inconv` (`pool=False`) or `down`: [MaxPool2d(2)] + double conv."""
   features: int
@@ -160,7 +172,7 @@ class Up(nn.Module):
     x = layers.ConvTranspose(
         self.features, (2, 2), strides=(2, 2), padding=((1, 1), (1, 1)), transpose_kernel=True,
         kernel_init=_port_kernel_init if pytorch else _tf_kernel_init,
-        bias_init=_torch_bias_init(4 * self.features) if pytorch else nn.initializers.zeros,
+        bias_init=torch_bias_init(4 * self.features) if pytorch else nn.initializers.zeros,
         dtype=self.dtype, name="up")(x)
     if not pytorch:
       x = nn.relu(x)   # tf.contrib.layers.conv2d_transpose's default activation_fn
@@ -219,10 +231,5 @@ class UNet(nn.Module):
     for name, skip, f in zip(LEVEL_NAMES[LEVELS:], LEVEL_NAMES[LEVELS - 2::-1], feats[-2::-1]):
       x = Up(f, form=self.form, dtype=self.dtype, name=name)(x, aux[skip], train)
       aux[name] = x
-    pytorch = self.form == "pytorch"
-    out = layers.Conv2D(
-        self.out_channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=True,
-        kernel_init=_port_kernel_init if pytorch else _tf_kernel_init,
-        bias_init=_torch_bias_init(9 * feats[0]) if pytorch else nn.initializers.zeros,
-        dtype=self.dtype, name="outc")(x)
+    out = output_conv(x, self.out_channels, feats[0], form=self.form, dtype=self.dtype)
     return jnp.tanh(out.astype(jnp.float32)), aux

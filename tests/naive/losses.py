@@ -74,3 +74,36 @@ def horn_schunck(frame1, frame2, alpha=1.0, iterations=20):
         u_new[y, x], v_new[y, x] = ub - ex[y, x] * common, vb - ey[y, x] * common
     u, v = u_new, v_new
   return np.stack([u, v], axis=-1)
+
+
+def triplet_loss(anchor, positive, negative, margin=0.2, axis=-1):
+  """Mean hinge of torch's PairwiseDistance(p=2) triplets over `axis` of [N, H, W, C] maps,
+  one feature vector at a time."""
+  a, p, n = (np.moveaxis(np.asarray(x, np.float64), axis, -1) for x in (anchor, positive,
+                                                                         negative))
+  lead = a.shape[:-1]
+  total = 0.0
+  for idx in np.ndindex(*lead):
+    d_pos = np.sqrt(sum((u - v + 1e-6) ** 2 for u, v in zip(a[idx], p[idx])))
+    d_neg = np.sqrt(sum((u - v + 1e-6) ** 2 for u, v in zip(a[idx], n[idx])))
+    total += max(d_pos - d_neg + margin, 0.0)
+  return total / int(np.prod(lead))
+
+
+def destroyer_loss(output, prediction, patch_ssim, grid, lam):
+  """Paper 004's Destroyer loss, patch by patch: mean over images of the sum over patches of
+  d·mean((-1 - D)²) + (1 - d)·mean((A - D)²), d = min(lam (1 - SSIM), 1); `patch_ssim`
+  [N, grid, grid] the SSIM of each noisy patch against the frame."""
+  output, prediction = np.asarray(output, np.float64), np.asarray(prediction, np.float64)
+  n, h, w, _ = output.shape
+  ph, pw = h // grid, w // grid
+  total = 0.0
+  for i in range(n):
+    for r in range(grid):
+      for c in range(grid):
+        rows, cols = slice(r * ph, (r + 1) * ph), slice(c * pw, (c + 1) * pw)
+        d = min(lam * (1 - float(patch_ssim[i, r, c])), 1.0)
+        out = output[i, rows, cols]
+        total += d * np.mean((-1 - out) ** 2) + (1 - d) * np.mean((prediction[i, rows, cols]
+                                                                   - out) ** 2)
+  return total / n
