@@ -286,19 +286,31 @@ def cmd_reproduce(args) -> None:
   results = {"preset": args.preset, "scenes": {}}
   if args.paper == "paper000":
     from jaxvad.reproduce import paper000 as paper
-    if args.set or args.variants or args.augments or args.finetune:
+    if args.set or args.variants or args.augments or args.finetune or args.ablations is not None:
       raise ConfigError("paper000 takes --ae / --masker overrides, not --set / --variants / "
-                        "--augments / --finetune (those are paper001's)")
+                        "--augments / --finetune (paper001's) or --ablations (paper004's)")
     for scene in args.scenes:
       results["scenes"][scene] = paper.run_scene(
           scene, preset=args.preset, workdir=workdir, ae_overrides=args.ae,
           masker_overrides=args.masker, detector=args.detector, progress=_progress_named)
     files = "tables.md, tables.json, <scene>/masks.png, scores.png"
+  elif args.paper == "paper004":
+    from jaxvad.reproduce import paper004 as paper
+    if args.ae or args.masker or args.detector or args.variants or args.augments or args.finetune:
+      raise ConfigError("paper004 takes F2LM overrides with --set KEY=VALUE and --ablations "
+                        "(--ae / --masker / --detector are paper000's, --variants / --augments "
+                        "/ --finetune paper001's)")
+    for scene in args.scenes:
+      results["scenes"][scene] = paper.run_scene(
+          scene, preset=args.preset, workdir=workdir, overrides=args.set,
+          ablations=paper.ABLATIONS if args.ablations is None else args.ablations,
+          progress=_progress_named)
+    files = "tables.md, tables.json"
   else:
     from jaxvad.reproduce import paper001 as paper
-    if args.ae or args.masker or args.detector:
+    if args.ae or args.masker or args.detector or args.ablations is not None:
       raise ConfigError("paper001 has one model: give its overrides with --set KEY=VALUE "
-                        "(--ae / --masker / --detector are paper000's)")
+                        "(--ae / --masker / --detector are paper000's, --ablations paper004's)")
     for scene in args.scenes:
       results["scenes"][scene] = paper.run_scene(
           scene, preset=args.preset, workdir=workdir,
@@ -416,8 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "mask; TP, FN, FP, AUROC, AUPR; ablations of layers, threshold "
                                  "and window). paper001: train the predictive autoencoder's four "
                                  "variants x three augmentations per scene and tabulate frame and "
-                                 "case AUC by clip group (§4.1-4.2). Thresholds are calibrated on "
-                                 "validation data only; finished runs are reused.",
+                                 "case AUC by clip group (§4.1-4.2). paper004: train FFP, the "
+                                 "F2LM generator + Destroyer and the generator's ablations per "
+                                 "scene; frame AUROC per clip group and anomaly type (Fig. 8, "
+                                 "Tables 3-5). Thresholds are calibrated on validation data only; "
+                                 "finished runs are reused.",
                      epilog=textwrap.dedent("""\
                          examples:
                            jaxvad reproduce paper000 --preset tiny          minutes on a CPU
@@ -426,8 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
                            jaxvad reproduce paper001 --preset tiny --scenes pickplace
                            jaxvad reproduce paper001 --variants base skiptwice --augments none lighting
                            jaxvad reproduce paper001 --preset small --set model.pretrained=resnet18.pth
+                           jaxvad reproduce paper004 --scenes pickplace     about an hour on a CPU
+                           jaxvad reproduce paper004 --ablations no_motion no_labels --set model.motion=farneback
                          """))
-  p.add_argument("paper", choices=["paper000", "paper001"])
+  p.add_argument("paper", choices=["paper000", "paper001", "paper004"])
   p.add_argument("--preset", default="tiny", choices=["tiny", "medium", "small"],
                  help="tiny: 64x64 demo-sized models (minutes); medium: 96x96, 48 test clips "
                       "(paper000: about an hour on a 2-core CPU); small: 128x128, sized for a "
@@ -446,7 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "preset's ConvLSTM autoencoder, the paper's); e.g. `demo` for the "
                       "predictive autoencoder scored by its worst SSIM patch")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="paper001: override of the predictive autoencoder config (repeatable)")
+                 help="paper001: override of the predictive autoencoder config; paper004: of "
+                      "the F2LM config (repeatable)")
+  p.add_argument("--ablations", nargs="*", metavar="NAME",
+                 choices=["no_motion", "no_labels", "no_se", "add", "no_triplet",
+                          "code_distance"],
+                 help="paper004: generator ablations to train (default: all six; none: give "
+                      "the flag alone)")
   p.add_argument("--variants", nargs="+", choices=["base", "dropout", "skiptwice", "attention"],
                  help="paper001: variants to run (default: all four)")
   p.add_argument("--augments", nargs="+", choices=["none", "general", "lighting"],

@@ -33,7 +33,8 @@ from jaxvad.evaluation import thresholds
 from jaxvad.methods.base import PatchReduction, ScoreSpec
 
 __all__ = ["GROUPS", "Scored", "clip_groups", "detector_spec", "patch_reduction", "protocol_for",
-           "combine_terms", "patch_score_step", "Scorer", "evaluate_scores", "evaluate_clips"]
+           "combine_terms", "patch_score_step", "Scorer", "scored_clip", "scored_from",
+           "evaluate_scores", "evaluate_clips"]
 
 GROUPS = ("all", "no_distractors", "with_distractors")
 
@@ -469,8 +470,12 @@ def evaluate_scores(test: Sequence[Scored], *, val: Sequence[Scored] = (),
 
 def scored_clip(scorer: Scorer, clip) -> Scored:
   """A `datasets.Clip` scored by `scorer`."""
-  return Scored(clip.name, scorer.score(clip.frames, clip),
-                None if clip.labels is None else clip.labels.astype(bool),
+  return scored_from(clip, scorer.score(clip.frames, clip))
+
+
+def scored_from(clip, raw: np.ndarray) -> Scored:
+  """A `datasets.Clip` with its raw per-frame score `raw` (float `[T]`)."""
+  return Scored(clip.name, raw, None if clip.labels is None else clip.labels.astype(bool),
                 has_distractors=bool(clip.meta.get("distractors")) if clip.meta else False,
                 distractors=clip.distractors, types=getattr(clip, "frame_types", None))
 

@@ -47,7 +47,7 @@ import numpy as np
 import optax
 
 from jaxvad import losses, scoring
-from jaxvad.data import flow, semantic
+from jaxvad.data import datasets, flow, semantic
 from jaxvad.errors import ConfigError
 from jaxvad.methods import ffp
 from jaxvad.methods.base import Method, Phase, ScoreSpec, ScoreTerm, TrainState, init_variables
@@ -185,8 +185,10 @@ def frame_inputs(config, frames: np.ndarray, clip=None) -> dict[str, np.ndarray]
 
 def example_inputs(config, shape: tuple[int, ...], rng: np.random.Generator):
   """Random per-frame inputs of the right shapes, `shape` = (B, T) (benchmarks) or (B, T, H,
-  W) (default H, W: `data.size`)."""
-  b, t, h, w = tuple(shape) + tuple(config.data.size)[len(shape) - 2:]
+  W) (default H, W: the config's frame size, `data.size` or the benchmark's)."""
+  if len(shape) == 2:   # the shipped synthetic configs leave `data.size` empty: the benchmark's
+    shape = tuple(shape) + tuple(datasets.stored_size(config.data))
+  b, t, h, w = shape
   out = {}
   if config.model.motion != "none":
     out["flow"] = rng.normal(size=(b, t, h, w, 2)).astype(np.float32)
@@ -442,11 +444,18 @@ _TERMS = (("label_triplet", "label triplet loss of the window (T_l(frame feature
 
 
 def score(config) -> ScoreSpec:
-  """The enabled terms of the official score with their weights gamma (`model.score_weights`)."""
+  """The enabled terms of the official score with their weights gamma (`model.score_weights`);
+  the triplets' descriptions name their input's source, so every result file records it."""
   m = config.model
   on = {"label_triplet": m.label_source != "none", "motion_triplet": m.motion != "none",
         "generator_error": True, "destroyer_error": destroyer_trained(config)}
-  terms = tuple(ScoreTerm(name, text, higher_is_anomalous=True, weight=float(w))
+  source = {"label_triplet": {"rendered": "; labels: the class maps the synthetic benchmark "
+                                          "renders",
+                              "npz": f"; labels: .npz class maps in {m.label_dir}"}.get(
+                                  m.label_source, ""),
+            "motion_triplet": f"; motion: OpenCV {m.motion} optical flow"}
+  terms = tuple(ScoreTerm(name, text + source.get(name, ""), higher_is_anomalous=True,
+                          weight=float(w))
                 for (name, text), w in zip(_TERMS, m.score_weights) if on[name] and w > 0)
   if not terms:
     raise ConfigError("model.score_weights leave no enabled score term with a weight > 0")
