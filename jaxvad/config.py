@@ -117,6 +117,9 @@ class ScoreConfig:
                                     # frame (round(32 min(H, W) / 256), >= 4; >= 6 for SSIM)
   patch_stride: int = 0             # pixels between patches (<= patch_size); 0 = patch_size // 2
   top_k: int = 4                    # patches averaged by top_k_patches
+  term_weights: str = "config"      # a score of several terms (f2lm): config (the method's
+                                    # weights, e.g. model.score_weights) | val_grid (grid-searched
+                                    # on the validation split's labelled anomalous frames)
 
   def validate(self):
     _check(self.smoothing >= 1, "score.smoothing", self.smoothing, "an integer >= 1")
@@ -127,6 +130,8 @@ class ScoreConfig:
            self.threshold, f"one of: {', '.join(THRESHOLD_PARAMS)}, none")
     _check(self.threshold_param >= 0, "score.threshold_param", self.threshold_param,
            "a number >= 0")
+    _check(self.term_weights in ("config", "val_grid"), "score.term_weights", self.term_weights,
+           "config or val_grid")
     _check(self.worst_frames >= 0, "score.worst_frames", self.worst_frames, "an integer >= 0")
     _check(self.bootstrap >= 0, "score.bootstrap", self.bootstrap, "an integer >= 0 (0: no "
            "intervals)")

@@ -8,6 +8,7 @@ import pytest
 from jaxvad import config as config_lib
 from jaxvad.data.clips import Clip
 from jaxvad.errors import ConfigError
+from jaxvad.evaluation import evaluate
 from jaxvad.reproduce import paper004
 from tests.test_cli import run_cli
 
@@ -73,6 +74,6 @@ def test_gamma_selection_weights_the_informative_term():
     terms.append(t)
   gamma, auc = paper004.select_gamma(config, spec, clips, terms)
   assert gamma["motion_triplet"] == max(gamma.values()) > 0
-  single = paper004.select_gamma(config, paper004.weighted(spec, {"generator_error": 1}),
+  single = paper004.select_gamma(config, evaluate.reweighted(spec, {"generator_error": 1}),
                                  clips, terms)[1]
   assert auc > 0.9 > single

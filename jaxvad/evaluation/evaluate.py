@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from typing import Callable, Sequence
 
 import jax
@@ -28,12 +29,14 @@ import numpy as np
 from jaxvad import config as config_lib
 from jaxvad import inference, methods, scoring
 from jaxvad.errors import ConfigError
+from jaxvad.evaluation import metrics
 from jaxvad.evaluation import protocol as protocol_lib
 from jaxvad.evaluation import thresholds
 from jaxvad.methods.base import PatchReduction, ScoreSpec
 
 __all__ = ["GROUPS", "Scored", "clip_groups", "detector_spec", "patch_reduction", "protocol_for",
-           "combine_terms", "patch_score_step", "Scorer", "scored_clip", "scored_from",
+           "combine_terms", "WEIGHT_GRID", "reweighted", "select_term_weights",
+           "patch_score_step", "Scorer", "scored_clip", "scored_from",
            "evaluate_scores", "evaluate_clips"]
 
 GROUPS = ("all", "no_distractors", "with_distractors")
@@ -136,6 +139,49 @@ def combine_terms(spec: ScoreSpec, terms: dict[str, np.ndarray]) -> np.ndarray:
     std = x[finite].std() if finite.any() else 0.0
     total = total + term.weight * (x - mean) / (std if std > 0 else 1.0)
   return total
+
+
+# The weights each term of a combined score is searched over (0 drops the term).
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def reweighted(spec: ScoreSpec, weights: dict[str, float]) -> ScoreSpec | None:
+  """`spec` with its terms re-weighted (terms missing or of weight 0 dropped); None if no term
+  is left."""
+  terms = tuple(dataclasses.replace(t, weight=float(weights[t.name])) for t in spec.terms
+                if weights.get(t.name, 0) > 0)
+  return dataclasses.replace(spec, terms=terms) if terms else None
+
+
+def select_term_weights(spec: ScoreSpec, protocol: protocol_lib.Protocol, labelled: Sequence,
+                        *, grid: Sequence[float] = WEIGHT_GRID) -> tuple[dict[str, float], float]:
+  """The weights of a combined score, from `grid` per term, with the highest pooled frame AUROC
+  on labelled clips (paper 004 picks its gamma so, on the test labels; call this on validation
+  data).
+
+  Args:
+    spec: the combined score.
+    protocol: how raw scores become anomaly scores (`protocol_for`).
+    labelled: `(name, labels bool [T], {term: float [T]})` per clip.
+    grid: each term's candidate weights.
+
+  Returns:
+    ({term: weight}, its AUROC); ties go to the earlier grid point.
+  """
+  names = [t.name for t in spec.terms]
+  best, best_auc = None, -1.0
+  for combo in itertools.product(grid, repeat=len(names)):
+    candidate = reweighted(spec, dict(zip(names, combo)))
+    if candidate is None:
+      continue
+    processed = protocol_lib.apply_protocol(
+        protocol, [protocol_lib.Video(name, combine_terms(candidate, terms), labels)
+                   for name, labels, terms in labelled])
+    auc = metrics.frame_auroc(np.concatenate([v.labels for v in processed]),
+                              np.concatenate([v.scores for v in processed]))
+    if auc > best_auc + 1e-12:
+      best, best_auc = dict(zip(names, combo)), auc
+  return best, best_auc
 
 
 # The whole-frame metrics a ScoreSpec's image_metric names.
@@ -310,13 +356,18 @@ class Scorer:
     """
     spec = self.spec
     self._resolve(frames.shape[1:3])
-    inputs = self.frame_inputs(frames, clip)
     if self.masker is None:
-      terms = self.runner.clip_outputs(self.state, frames, [t.name for t in self.spec.terms],
-                                       inputs)
-      return combine_terms(self.spec, terms)
+      return combine_terms(self.spec, self.terms(frames, clip))
+    inputs = self.frame_inputs(frames, clip)
     image = self.runner.clip_outputs(self.state, frames, [spec.image], inputs)[spec.image]
     return self.masked(image, frames, self.clip_mask(frames))
+
+  def terms(self, frames: np.ndarray, clip=None) -> dict[str, np.ndarray]:
+    """{term: float `[T]`} of the score's terms (NaN on unscored frames), before they are
+    combined; no mask. `clip` as in `score`."""
+    self._resolve(frames.shape[1:3])
+    return self.runner.clip_outputs(self.state, frames, [t.name for t in self.spec.terms],
+                                    self.frame_inputs(frames, clip))
 
   def masked(self, image: np.ndarray, frames: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The raw score recomputed from the model's images `[T, H, W, C]` inside `mask`
@@ -501,6 +552,7 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
   """
   wrap = progress or (lambda xs, desc: xs)
   scorer = Scorer(config, state, masker=masker)
+  weights = _term_weights(config, scorer, val_clips, wrap)
   val = [] if config.score.threshold == "none" else [
       scored_clip(scorer, c) for c in wrap(val_clips, "score val")]
   test = [scored_clip(scorer, c) for c in wrap(clips, "score test")]
@@ -509,10 +561,44 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
                            threshold_param=config.score.threshold_param,
                            bootstrap=config.score.bootstrap)
   result["score_spec"] = scorer.spec.to_dict()
+  result["term_weights"] = weights
   result["mask"] = scorer.mask_record()
   result["worst_frames"] = _worst_frames(scorer, clips, result["clips"],
                                          count=config.score.worst_frames)
   return result
+
+
+def _term_weights(config, scorer: Scorer, val_clips, wrap) -> dict | None:
+  """Where a combined score's term weights come from (`score.term_weights`), and with
+  "val_grid" choose them (`select_term_weights`) on the validation clips' labelled anomalous
+  frames and set them on `scorer`. None for a single-term score.
+
+  Raises:
+    ConfigError: val_grid for a single-term score, with a mask, or without labelled anomalous
+      validation frames.
+  """
+  spec, how = scorer.spec, config.score.term_weights
+  if not spec.combined:
+    if how == "val_grid":
+      raise ConfigError(f"score.term_weights = val_grid weighs the terms of a combined score; "
+                        f"method {config.method!r} scores one term ({spec.name})")
+    return None
+  if how == "config":
+    return {"source": "config", "weights": {t.name: t.weight for t in spec.terms}}
+  labelled = [c for c in val_clips if c.labels is not None and np.asarray(c.labels).any()]
+  if not labelled or scorer.masker is not None:
+    raise ConfigError("score.term_weights = val_grid needs validation clips with labelled "
+                      "anomalous frames (and no --mask-from); "
+                      + ("this validation split has none" if not labelled else "a mask is set")
+                      + ": use score.term_weights = config")
+  terms = [(c.name, np.asarray(c.labels, bool), scorer.terms(c.frames, c))
+           for c in wrap(labelled, "choose term weights")]
+  weights, auroc = select_term_weights(spec, protocol_for(config, spec), terms)
+  scorer.spec = reweighted(spec, weights)
+  return {"source": "val_grid", "weights": weights, "grid": list(WEIGHT_GRID),
+          "val_clips": len(labelled), "val_auroc": auroc,
+          "rule": "highest pooled frame AUROC of the protocol's scores on the labelled "
+                  "validation clips"}
 
 
 def _worst_frames(scorer: Scorer, clips, results, *, count: int) -> list[dict]:

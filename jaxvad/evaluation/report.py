@@ -354,6 +354,13 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
   else:
     thr = "<p>No threshold (no validation clips, or <code>score.threshold = none</code>).</p>"
   notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in groups["all"]["notes"])
+  weights = result.get("term_weights")
+  if weights:
+    chosen = ("set in the config" if weights["source"] == "config" else
+              f"chosen by grid search on {weights['val_clips']} labelled validation clips "
+              f"(AUROC there {_fmt(weights['val_auroc'])}), never on test labels")
+    thr += (f"<p>Score terms weighted {html.escape(json.dumps(weights['weights']))}: "
+            f"{html.escape(chosen)}.</p>")
   mask = ""
   if result.get("mask"):
     mask = (f"<p>Scored inside the background masks of a <code>"
@@ -413,7 +420,7 @@ def write_report(out_dir: str | os.PathLike, result: dict, *,
   extra = extra or {}
   payload = {"protocol": result["protocol"], "threshold": result["threshold"],
              "metrics": result["metrics"], "score": result.get("score_spec"),
-             "mask": result.get("mask"), **extra}
+             "term_weights": result.get("term_weights"), "mask": result.get("mask"), **extra}
   write_atomic(out / "metrics.json", json.dumps(json_safe(payload), indent=2) + "\n")
   raw_name = (result.get("score_spec") or {}).get("name", "raw")
   write_atomic(out / "scores.csv", _scores_csv(result["clips"], raw_name))

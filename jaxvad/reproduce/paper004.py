@@ -24,7 +24,6 @@ two can be compared, never used elsewhere).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import pathlib
 from typing import Callable
@@ -36,7 +35,7 @@ from jaxvad import methods
 from jaxvad import train as train_lib
 from jaxvad.data import datasets
 from jaxvad.errors import ConfigError
-from jaxvad.evaluation import evaluate, metrics, report
+from jaxvad.evaluation import evaluate, report
 from jaxvad.evaluation import protocol as protocol_lib
 from jaxvad.methods.base import ScoreSpec
 
@@ -55,8 +54,7 @@ ABLATIONS = {
     "code_distance": (["model.triplet_distance=width"],
                       "the official code's triplet distance (norm over the width axis)"),
 }
-# The grid each gamma_i is searched over (0 drops the term).
-GAMMA_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+GAMMA_GRID = evaluate.WEIGHT_GRID   # each gamma_i's candidates (0 drops the term)
 
 
 def _summary(result: dict) -> dict:
@@ -96,13 +94,6 @@ def term_outputs(config, state, clips) -> list[dict[str, np.ndarray]]:
           for c in clips]
 
 
-def weighted(spec: ScoreSpec, weights: dict[str, float]) -> ScoreSpec | None:
-  """`spec` with its terms re-weighted (terms of weight 0 dropped); None if none is left."""
-  terms = tuple(dataclasses.replace(t, weight=float(weights[t.name])) for t in spec.terms
-                if weights.get(t.name, 0) > 0)
-  return dataclasses.replace(spec, terms=terms) if terms else None
-
-
 def evaluate_terms(config, spec: ScoreSpec, clips: dict, terms: dict) -> dict:
   """`evaluate.evaluate_scores` of the clips' term values combined by `spec`."""
   scored = {split: [evaluate.scored_from(c, evaluate.combine_terms(spec, t))
@@ -115,23 +106,10 @@ def evaluate_terms(config, spec: ScoreSpec, clips: dict, terms: dict) -> dict:
 
 
 def select_gamma(config, spec: ScoreSpec, clips, terms) -> tuple[dict[str, float], float]:
-  """The weights of `GAMMA_GRID`^terms with the highest pooled frame AUROC of the protocol's
-  scores (all `clips`, labelled) and that AUROC; ties go to the earlier grid point."""
-  names = [t.name for t in spec.terms]
-  best, best_auc = None, -1.0
-  for combo in itertools.product(GAMMA_GRID, repeat=len(names)):
-    candidate = weighted(spec, dict(zip(names, combo)))
-    if candidate is None:
-      continue
-    processed = protocol_lib.apply_protocol(
-        evaluate.protocol_for(config, candidate),
-        [protocol_lib.Video(c.name, evaluate.combine_terms(candidate, t), c.labels)
-         for c, t in zip(clips, terms)])
-    auc = metrics.frame_auroc(np.concatenate([v.labels for v in processed]),
-                              np.concatenate([v.scores for v in processed]))
-    if auc > best_auc + 1e-12:
-      best, best_auc = dict(zip(names, combo)), auc
-  return best, best_auc
+  """`evaluate.select_term_weights` over `GAMMA_GRID` on labelled clips and their terms."""
+  return evaluate.select_term_weights(
+      spec, evaluate.protocol_for(config, spec),
+      [(c.name, c.labels, t) for c, t in zip(clips, terms)], grid=GAMMA_GRID)
 
 
 def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
@@ -183,7 +161,7 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
       ("F2LM + Destroyer", "the four terms, equal gamma", equal),
       ("F2LM generator error only", "MSE of the prediction", {"generator_error": 1.0}),
       ("Destroyer error only", "MSE of D(prediction)", {"destroyer_error": 1.0})):
-    spec = weighted(full, weights)
+    spec = evaluate.reweighted(full, weights)
     rows[row] = {"what": what, "weights": weights,
                  "summary": _summary(evaluate_terms(config, spec, clips, terms))}
 
@@ -197,12 +175,14 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
   rows["F2LM + Destroyer, gamma from seed-1 split"] = {
       "what": f"gamma by grid search on the seed-{SELECTION_SEED} benchmark's labelled test "
               f"split (AUROC there {sel_auc:.3f})", "weights": gamma,
-      "summary": _summary(evaluate_terms(config, weighted(full, gamma), clips, terms))}
+      "summary": _summary(evaluate_terms(config, evaluate.reweighted(full, gamma), clips,
+                                         terms))}
   oracle, oracle_auc = select_gamma(config, full, clips["test"], terms["test"])
   rows["F2LM + Destroyer, gamma from test labels"] = {
       "what": "gamma by grid search on these test labels, as the paper (optimistic)",
       "weights": oracle,
-      "summary": _summary(evaluate_terms(config, weighted(full, oracle), clips, terms))}
+      "summary": _summary(evaluate_terms(config, evaluate.reweighted(full, oracle), clips,
+                                         terms))}
 
   # ---- Generator ablations: generator-only runs, equal gamma over their terms.
   for name in wrap(list(ablations), f"{scene} ablations"):
