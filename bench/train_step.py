@@ -5,8 +5,10 @@
 
 Reports compile time, the median of repeated timed steps (each synchronised with
 `block_until_ready`), steps/s, frames/s and the step's FLOPs as XLA counts them, as a markdown
-table and JSON. `bench/models.py` puts these next to PyTorch; `bench/scaling.py` runs this
-over 1..N devices.
+table and JSON. A method with several training phases (`Method.phases`, e.g. f2lm's generator
+and Destroyer) is timed at its first phase, or at `--phase NAME`; `bench_phases` times them
+all. `bench/models.py` puts these next to PyTorch; `bench/scaling.py` runs this over 1..N
+devices.
 """
 
 from __future__ import annotations
@@ -75,9 +77,26 @@ def parse_xla_options(items) -> dict:
   return options
 
 
+def phase_step(method, phase: str | None = None):
+  """`(name, train step)` of the method's training phase `phase` (`Method.phases`; None: the
+  first, the only one of most methods).
+
+  Raises:
+    SystemExit: a phase the method does not declare (names the ones it does).
+  """
+  if phase is None:
+    return method.phases[0].name, method.phases[0].train_step
+  for p in method.phases:
+    if p.name == phase:
+      return p.name, p.train_step
+  raise SystemExit(f"method {method.name} has no training phase {phase!r}; it has "
+                   f"{', '.join(p.name for p in method.phases)}")
+
+
 @dataclasses.dataclass
 class CompiledSteps:
-  """A method's compiled train and score steps, ready to call on `state` and `batch`."""
+  """A method's compiled train step (of one phase) and score step, ready to call on `state` and
+  `batch`."""
   train: Any
   score: Any
   state: Any
@@ -85,67 +104,124 @@ class CompiledSteps:
   devices: int
   compile_s: float   # train step: compilation + first call
   flops: float       # train step, as XLA counts them
+  phase: str = ""    # the training phase of `train` (`Method.phases`)
+  mesh: Any = None
+  options: dict = dataclasses.field(default_factory=dict)
+
+
+def _compile_train(step_fn, state, batch, mesh, options: dict):
+  """`step_fn` compiled for `state` and `batch` (state donated) and run once; returns
+  (compiled, new state, seconds for both)."""
+  start = time.perf_counter()
+  step = sharding.jit_train_step(step_fn, mesh).lower(state, batch).compile(
+      compiler_options=options)
+  state, _ = step(state, batch)
+  jax.block_until_ready(state)
+  return step, state, time.perf_counter() - start
 
 
 def compile_steps(config: config_lib.Config, *, devices: int | None = None,
-                  compiler_options: dict | None = None) -> CompiledSteps:
-  """Compiles `config`'s train step (state donated, batch sharded over the first `devices`
-  devices) and score step for a random batch, and runs the train step once."""
+                  compiler_options: dict | None = None, phase: str | None = None) -> CompiledSteps:
+  """Compiles `config`'s train step of `phase` (default: the first phase; state donated, batch
+  sharded over the first `devices` devices) and score step for a random batch, and runs the
+  train step once."""
   options = dict(compiler_options or {})
   method = methods.get(config.method)
+  name, step_fn = phase_step(method, phase)
   host = random_batch(config)
   mesh = sharding.make_mesh(jax.devices()[:devices] if devices else None)
   batch = sharding.shard_batch(host, mesh)
   state = jax.device_put(method.create_state(config, jax.random.key(0), host),
                          sharding.replicated(mesh))
-  start = time.perf_counter()
-  step = sharding.jit_train_step(method.train_step, mesh).lower(state, batch).compile(
-      compiler_options=options)
-  state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  compile_s = time.perf_counter() - start
+  step, state, compile_s = _compile_train(step_fn, state, batch, mesh, options)
   score = jax.jit(inference_step(method)).lower(state, batch).compile(compiler_options=options)
   return CompiledSteps(train=step, score=score, state=state, batch=batch,
-                       devices=int(mesh.size), compile_s=compile_s, flops=step_flops(step))
+                       devices=int(mesh.size), compile_s=compile_s, flops=step_flops(step),
+                       phase=name, mesh=mesh, options=options)
 
 
-def bench(config: config_lib.Config, *, repeats: int, devices: int | None = None,
-          compiler_options: dict | None = None) -> dict:
-  """Compiles and times the train step and score step of `config` on a random batch.
-
-  Args:
-    config: the method's config (its batch size and frame size are used).
-    repeats: timed calls of each step; the median is reported.
-    devices: use the first N devices (default: all), batch sharded over a `data` mesh.
-    compiler_options: XLA options for both compilations (`parse_xla_options`).
-
-  Returns:
-    A dict of compile time, step times, steps/s, frames/s and XLA-counted FLOPs.
-  """
-  steps = compile_steps(config, devices=devices, compiler_options=compiler_options)
-  b, t, h, w, c = steps.batch["frames"].shape
-  step, state, batch = steps.train, steps.state, steps.batch
+def _time_train(step, state, batch, *, repeats: int):
+  """Median seconds of `repeats` calls of a compiled (donating) train step; the last state."""
 
   def run_train():
     nonlocal state
     state, metrics = step(state, batch)
     return metrics
 
-  train_times = time_call(run_train, repeats=repeats)
-  score = steps.score
-  jax.block_until_ready(score(state, batch))
-  score_times = time_call(lambda: score(state, batch), repeats=repeats)
-  train_s, score_s = statistics.median(train_times), statistics.median(score_times)
-  return {
-      "config": config.name, "method": config.method, "batch": [b, t, h, w, c],
+  times = time_call(run_train, repeats=repeats)
+  return statistics.median(times), state
+
+
+def _row(config, steps: CompiledSteps, *, phase: str, compile_s: float, train_s: float,
+         flops: float, score_s: float | None) -> dict:
+  b, t, h, w, c = steps.batch["frames"].shape
+  row = {
+      "config": config.name, "method": config.method, "phase": phase, "batch": [b, t, h, w, c],
       "dtype": config.train.compute_dtype, "devices": steps.devices,
-      "xla_options": dict(compiler_options or {}), "compile_s": round(steps.compile_s, 2),
+      "xla_options": dict(steps.options), "compile_s": round(compile_s, 2),
       "train_step_ms": round(1e3 * train_s, 2), "train_steps_per_s": round(1 / train_s, 2),
       "train_frames_per_s": round(b * t / train_s, 1),
-      "score_step_ms": round(1e3 * score_s, 2), "score_frames_per_s": round(b * t / score_s, 1),
-      "train_gflop": round(steps.flops / 1e9, 3),
-      "train_tflop_per_s": round(steps.flops / train_s / 1e12, 4),
+      "score_step_ms": None, "score_frames_per_s": None,
+      "train_gflop": round(flops / 1e9, 3),
+      "train_tflop_per_s": round(flops / train_s / 1e12, 4),
   }
+  if score_s is not None:
+    row.update(score_step_ms=round(1e3 * score_s, 2),
+               score_frames_per_s=round(b * t / score_s, 1))
+  return row
+
+
+def _time_score(steps: CompiledSteps, state, *, repeats: int) -> float:
+  score, batch = steps.score, steps.batch
+  jax.block_until_ready(score(state, batch))
+  return statistics.median(time_call(lambda: score(state, batch), repeats=repeats))
+
+
+def bench(config: config_lib.Config, *, repeats: int, devices: int | None = None,
+          compiler_options: dict | None = None, phase: str | None = None) -> dict:
+  """Compiles and times one phase's train step and the score step of `config` on a random batch.
+
+  Args:
+    config: the method's config (its batch size and frame size are used).
+    repeats: timed calls of each step; the median is reported.
+    devices: use the first N devices (default: all), batch sharded over a `data` mesh.
+    compiler_options: XLA options for both compilations (`parse_xla_options`).
+    phase: the training phase timed (`Method.phases` name; default the first).
+
+  Returns:
+    A dict of the phase, compile time, step times, steps/s, frames/s and XLA-counted FLOPs.
+  """
+  steps = compile_steps(config, devices=devices, compiler_options=compiler_options, phase=phase)
+  train_s, state = _time_train(steps.train, steps.state, steps.batch, repeats=repeats)
+  score_s = _time_score(steps, state, repeats=repeats)
+  return _row(config, steps, phase=steps.phase, compile_s=steps.compile_s, train_s=train_s,
+              flops=steps.flops, score_s=score_s)
+
+
+def bench_phases(config: config_lib.Config, *, repeats: int, devices: int | None = None,
+                 compiler_options: dict | None = None) -> list[dict]:
+  """`bench` of every training phase the method declares (`Method.phases`), in order, on one
+  state (each phase's step compiled for the state the previous one left).
+
+  The score step is compiled and timed once, with the first phase; its columns are set on
+  the first row only (None on the others).
+
+  Returns:
+    One `bench` dict per phase.
+  """
+  method = methods.get(config.method)
+  steps = compile_steps(config, devices=devices, compiler_options=compiler_options)
+  train_s, state = _time_train(steps.train, steps.state, steps.batch, repeats=repeats)
+  score_s = _time_score(steps, state, repeats=repeats)
+  rows = [_row(config, steps, phase=steps.phase, compile_s=steps.compile_s, train_s=train_s,
+               flops=steps.flops, score_s=score_s)]
+  for phase in method.phases[1:]:
+    step, state, compile_s = _compile_train(phase.train_step, state, steps.batch, steps.mesh,
+                                            steps.options)
+    train_s, state = _time_train(step, state, steps.batch, repeats=repeats)
+    rows.append(_row(config, steps, phase=phase.name, compile_s=compile_s, train_s=train_s,
+                     flops=step_flops(step), score_s=None))
+  return rows
 
 
 def machine() -> dict:
@@ -162,16 +238,20 @@ def main() -> None:
   parser.add_argument("--devices", type=int, help="use the first N devices (default: all)")
   parser.add_argument("--xla-option", action="append", metavar="KEY=VALUE",
                       help="XLA compiler option for both steps (repeatable)")
+  parser.add_argument("--phase", help="training phase timed (`Method.phases`; default: the "
+                                      "first), e.g. destroyer for f2lm")
   parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
   args = parser.parse_args()
   config = config_lib.load_config(args.config, args.overrides)
   result = {"machine": machine(), **bench(config, repeats=args.repeats, devices=args.devices,
-                                                compiler_options=parse_xla_options(args.xla_option))}
+                                          compiler_options=parse_xla_options(args.xla_option),
+                                          phase=args.phase)}
   print(f"{result['machine']['device']}, {result['devices']} device(s), jax {jax.__version__}")
-  print("| config | batch [B,T,H,W,C] | dtype | compile s | train step ms | steps/s "
+  print("| config | phase | batch [B,T,H,W,C] | dtype | compile s | train step ms | steps/s "
         "| train frames/s | score frames/s |")
-  print("|---|---|---|---|---|---|---|---|")
-  print(f"| {result['config']} | {result['batch']} | {result['dtype']} | {result['compile_s']} "
+  print("|---|---|---|---|---|---|---|---|---|")
+  print(f"| {result['config']} | {result['phase']} | {result['batch']} | {result['dtype']} "
+        f"| {result['compile_s']} "
         f"| {result['train_step_ms']} | {result['train_steps_per_s']} "
         f"| {result['train_frames_per_s']} | {result['score_frames_per_s']} |")
   if args.json:

@@ -1,17 +1,19 @@
 """The PyTorch baselines of bench/torch_baselines against jaxvad's models, on the same weights.
 
-For each method (`convlstm_ae`, `r3d_partition`, `predictive_ae` and its variants, `ffp`): random
-jaxvad variables (every bias, BN scale / shift and running statistic random, so no layer is an
-identity) are copied into the torch model with its `load_flax_variables`; the eval forward
-(the method's `score_step` output) and the training loss (`train_step`'s, or for the other
-predictive variants the train-mode prediction and eq. 3.1; for ffp every loss of the step of
-both networks and the parameters after it) must then agree. Tolerances are relative to the
-output's magnitude; the measured values are in the comments.
+For each method (`convlstm_ae`, `r3d_partition`, `predictive_ae` and its variants, `ffp`,
+`f2lm`): random jaxvad variables (every bias, BN scale / shift and running statistic random, so
+no layer is an identity) are copied into the torch model with its `load_flax_variables`; the
+eval forward (the method's `score_step` output) and the training loss (`train_step`'s, or for
+the other predictive variants the train-mode prediction and eq. 3.1; for ffp every loss of the
+step of both networks and the parameters after it; for f2lm every loss of both training phases
+and the score's terms) must then agree. Tolerances are relative to the output's magnitude; the
+measured values are in the comments.
 
-Sizes are tiny (width 0.125, ffp 0.0625, 16..32 px, T = 4) and the jaxvad variables are drawn
-with numpy from `jax.eval_shape` shapes, not `model.init`: the file ran in ~30 s on 2 CPU cores
-before the ffp tests, most of it XLA compiling the jaxvad steps (measured 28 s; 55 s while
-another job held 1.4 cores); the two ffp tests add ~25 s (measured alone, under load).
+Sizes are tiny (width 0.125, ffp and f2lm 0.0625, 16..32 px, T = 4, f2lm 5) and the jaxvad
+variables are drawn with numpy from `jax.eval_shape` shapes, not `model.init`: the file ran in
+~30 s on 2 CPU cores before the ffp tests, most of it XLA compiling the jaxvad steps (measured
+28 s; 55 s while another job held 1.4 cores); the two ffp tests add ~25 s (measured alone,
+under load), the fast f2lm tests ~4 s; the f2lm phases test (~45 s) is slow-marked.
 """
 
 import copy
@@ -25,7 +27,8 @@ import pytest
 from jaxvad import config as config_lib
 from jaxvad import scoring
 from jaxvad.methods.base import TrainState
-from jaxvad.methods import convlstm_ae, ffp, predictive_ae, r3d_partition
+from jaxvad.methods import convlstm_ae, f2lm, ffp, predictive_ae, r3d_partition
+from jaxvad.models import convert_torch
 
 torch = pytest.importorskip("torch")
 from bench import torch_baselines  # noqa: E402  pylint: disable=g-import-not-at-top  # needs torch
@@ -68,13 +71,17 @@ def _frames(shape, seed=1):
 
 
 def test_get_names_every_method():
-  assert torch_baselines.METHODS == ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp")
+  assert torch_baselines.METHODS == ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp",
+                                     "f2lm")
   for name in torch_baselines.METHODS:
     module = torch_baselines.get(name)
     for fn in ("build", "train_loss", "score", "load_flax_variables"):
       assert callable(getattr(module, fn)), (name, fn)
-  for fn in ("optimizers", "train_losses", "train_step"):   # ffp's own update (two Adams)
-    assert callable(getattr(torch_baselines.get("ffp"), fn)), fn
+  for name in ("ffp", "f2lm"):   # their own updates (two Adams; three AdamWs)
+    for fn in ("optimizers", "train_losses", "train_step"):
+      assert callable(getattr(torch_baselines.get(name), fn)), (name, fn)
+  # A baseline's phases are the method's, by name (bench/models.py times each).
+  assert list(torch_baselines.get("f2lm").PHASES) == [p.name for p in f2lm.METHOD.phases]
   with pytest.raises(KeyError, match="no PyTorch baseline"):
     torch_baselines.get("nope")
 
@@ -381,3 +388,138 @@ def test_ffp_tf_form_matches_jaxvad():
   _, target_t = baseline._split(model, frames_t)
   with torch.no_grad():
     assert _rel_diff(model.discriminator(target_t).permute(0, 2, 3, 1), d_out) < RTOL  # 1.7e-7
+
+
+# --------------------------------------------------------------------------- f2lm
+
+
+F2LM_TINY = ["model.width=0.0625", "model.d_width=0.0625", "data.size=[32,32]",
+             "model.patch_grid=4", "train.batch_size=2"]
+
+
+def _f2lm_random_state(config, batch):
+  """An `f2lm.State` with random generator, discriminator and Destroyer variables (no layer an
+  identity, BN running statistics random: the Destroyer phase runs the generator on them),
+  drawn for `jax.eval_shape` shapes (no init compiled), and those variables by network."""
+  s = f2lm.settings(config)
+  x, motion, labels, target = f2lm.model_inputs(s, batch)
+  models = f2lm.build_models(config)
+  m, key = config.model, jax.random.key(0)
+  rates = (config.train.learning_rate, m.d_learning_rate, m.destroyer_learning_rate)
+  nets, trained = {}, {}
+  for i, (name, model, inputs) in enumerate(zip(
+      ("generator", "discriminator", "destroyer"), models,
+      ((x, motion, labels), (target,), (target,)))):
+    shapes = jax.eval_shape(lambda model=model, inputs=inputs: model.init(
+        jax.random.key(0, impl="rbg"), *inputs, **({} if name == "discriminator"
+                                                   else {"train": False})))
+    nets[name] = _random_variables(dict(shapes), seed=10 + i)
+    trained[name] = TrainState.create(
+        apply_fn=model.apply, params=nets[name]["params"],
+        batch_stats=nets[name].get("batch_stats"), rng=key,
+        tx=optax.adamw(rates[i], weight_decay=m.weight_decay))
+  return f2lm.State(step=jnp.zeros((), jnp.int32), rng=key, settings=s, **trained), nets
+
+
+# ~45 s on 2 shared cores, nearly all XLA compiling jaxvad's two phase steps and score step
+@pytest.mark.slow
+def test_f2lm_phases_and_score_match_jaxvad():
+  """Both training phases and the score on the same weights and batch (per-frame flow and class
+  maps included): the generator phase's every loss (intensity, gradient, adversarial, both
+  triplets, total, the discriminator's), the Destroyer phase's loss and mean gate (noise
+  "none": the noise draws differ between the frameworks; `noise_patches` is checked below),
+  the four score terms; and the generator's BN running means after its step."""
+  config = config_lib.load_config("f2lm_demo", [*F2LM_TINY, "model.noise=none"])
+  rng = np.random.default_rng(3)
+  batch = {"frames": _frames((2, 5, 32, 32, 3), seed=3),
+           **f2lm.example_inputs(config, (2, 5), rng)}
+  state, nets = _f2lm_random_state(config, batch)
+  scores = jax.device_get(jax.jit(f2lm.score_step)(state, batch))
+  new_state, g_metrics = jax.jit(f2lm.generator_step)(state, batch)
+  _, a_metrics = jax.jit(f2lm.destroyer_step)(state, batch)
+
+  baseline = torch_baselines.get("f2lm")
+  model = baseline.build(config)
+  baseline.load_flax_variables(model, nets)
+  frames_t = torch.from_numpy(batch["frames"])
+  inputs_t = {k: torch.from_numpy(v) for k, v in batch.items() if k != "frames"}
+  got = baseline.score(model, frames_t, inputs_t)
+  assert set(got) == {"generator_error", "destroyer_error", "label_triplet", "motion_triplet"}
+  for name, value in got.items():
+    assert value.shape == (2, 1), name
+    np.testing.assert_allclose(value.numpy(), scores[name], rtol=1e-4,
+                               err_msg=name)   # measured <= 2.3e-6 (label triplet)
+  optimizers = baseline.optimizers(model, config)
+  assert [o.param_groups[0]["lr"] for o in optimizers] == [
+      config.train.learning_rate, config.model.d_learning_rate,
+      config.model.destroyer_learning_rate]
+  losses = baseline.train_step(model, optimizers, frames_t, inputs_t)
+  assert set(losses) == set(g_metrics) - {"psnr"}
+  for name, value in losses.items():   # measured <= 5e-7
+    assert value.item() == pytest.approx(float(g_metrics[name]), rel=1e-4, abs=1e-6), name
+  assert float(g_metrics["label_triplet"]) > 0 and float(g_metrics["adversarial"]) > 0.01
+  got_sd = model.generator.state_dict()
+  g = new_state.generator
+  n_checked = 0
+  for key, (_, path) in convert_torch.key_mapping(arch="f2lm").items():
+    if key.endswith("running_mean"):
+      want = g.batch_stats
+      for name in path:
+        want = want[name]
+      assert _rel_diff(got_sd[key], want) < 1e-4, key   # measured <= 3.2e-7
+      n_checked += 1
+  assert n_checked > 0
+
+  # The Destroyer phase, from the weights before the generator's step. (The gate d is 1 on
+  # every patch of these random frames, measured; the gated mix is the next test's.)
+  baseline.load_flax_variables(model, nets)
+  d_losses = baseline.destroyer_step(model, optimizers, frames_t, inputs_t)
+  for name in ("loss", "zero_weight"):   # measured <= 1.2e-7
+    assert d_losses[name].item() == pytest.approx(float(a_metrics[name]), rel=1e-4), name
+  assert 0 < float(a_metrics["zero_weight"]) <= 1
+
+
+def test_f2lm_destroyer_loss_and_patch_ssim_match_jaxvad():
+  """The patch-gated loss and its per-patch SSIM (the frame's SSIM map averaged over each
+  patch's interior pixels) on random model-space frames with some patches alike."""
+  rng = np.random.default_rng(2)
+  out, pred, noisy, frame = (rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+                             for _ in range(4))
+  noisy[:, :16] = frame[:, :16] + 0.01   # some patches alike (d < 1), the rest not
+  want_loss, want_d = f2lm.destroyer_loss(out, pred, noisy, frame, grid=4, lam=4.0)
+  baseline = torch_baselines.get("f2lm")
+  nchw = [torch.from_numpy(x).permute(0, 3, 1, 2) for x in (out, pred, noisy, frame)]
+  loss, d = baseline.destroyer_loss(*nchw, grid=4, lam=4.0)
+  assert loss.item() == pytest.approx(float(want_loss), rel=1e-5)   # measured 1e-7
+  assert _rel_diff(d, want_d) < 1e-5   # measured 7e-7
+  assert 0 < float(np.min(want_d)) < 1.0 and float(np.max(want_d)) == 1.0
+  ssim = baseline.patch_ssim(((nchw[2] + 1) / 2).clamp(0, 1), (nchw[3] + 1) / 2, grid=4)
+  want = scoring.patch_scores(np.clip((noisy + 1) / 2, 0, 1), (frame + 1) / 2, metric="ssim",
+                              patch_size=8, stride=8)
+  assert _rel_diff(ssim, want) < 1e-5   # measured 1.8e-7
+
+
+@pytest.mark.parametrize("kind", ["ci", "cd"])
+def test_f2lm_noise_patches_touch_only_chosen_patches(kind):
+  """As jaxvad's (tests/test_f2lm.py): noised patches lose whole channels, scaled 1 / (1 - p)
+  ("ci"), or pixels in every channel ("cd"); the others are unchanged."""
+  torch.manual_seed(0)
+  images = torch.rand(3, 3, 16, 16) * 0.7 + 0.2
+  out = torch_baselines.get("f2lm").noise_patches(images, grid=4, kind=kind,
+                                                  noise_rate=(0.5, 0.5),
+                                                  dropout_rate=(0.4, 0.4)).numpy()
+  images = images.numpy()
+  changed = 0
+  for b, r, c in np.ndindex(3, 4, 4):
+    patch = out[b, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4]
+    clean = images[b, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4]
+    if np.array_equal(patch, clean):
+      continue
+    changed += 1
+    if kind == "ci":
+      for ch in range(3):
+        assert (np.all(patch[ch] == 0) or np.allclose(patch[ch], clean[ch] / 0.6, rtol=1e-6))
+    else:
+      zero = np.all(patch == 0, axis=0)
+      np.testing.assert_array_equal(patch[:, ~zero], clean[:, ~zero])
+  assert 0 < changed < 48

@@ -12,17 +12,20 @@ Every method name of `METHODS` maps to a module with the same four functions:
       The model of a jaxvad `Config` of that method (sizes from its `model` and `data`
       sections), on the CPU, in train mode.
   train_loss(model, frames, targets=None) -> scalar tensor
-      The loss of the jaxvad method's `train_step` on a uint8 `[B, T, H, W, C]` batch (moved to
-      the model's device inside), in train mode; the caller runs backward and the optimizer.
-      `targets`: r3d_partition's per-frame soft labels `[B, T, C]`; unused by the others.
-  score(model, frames) -> tensor
+      The loss of the jaxvad method's `train_step` (its first phase's) on a uint8
+      `[B, T, H, W, C]` batch (moved to the model's device inside), in train mode; the caller
+      runs backward and the optimizer. `targets`: r3d_partition's per-frame soft labels
+      `[B, T, C]`; for a method with per-frame inputs (`Method.frame_inputs`: f2lm) the dict of
+      them, `{"flow": [B, T, H, W, 2], "classes": [B, T, H, W]}`; unused by the others.
+  score(model, frames) -> tensor or dict of tensors
       As the method's `score_step`, in eval mode without autograd: per-frame PSNR (`[B, T]`
-      convlstm_ae, `[B, 1]` predictive_ae and ffp) or partition probabilities (`[B, T, C]`
-      r3d_partition).
+      convlstm_ae, `[B, 1]` predictive_ae and ffp), partition probabilities (`[B, T, C]`
+      r3d_partition), or f2lm's score terms (`[B, 1]` each). A method with per-frame inputs
+      takes them as a third argument, `score(model, frames, inputs)`.
   load_flax_variables(model, variables) -> model
       Copies a jaxvad model's `{"params", "batch_stats"}` into it, so both frameworks run the
       same weights (tests/test_torch_baselines.py); ffp takes `{"generator": ...,
-      "discriminator": ...}`, one such dict per network.
+      "discriminator": ...}`, one such dict per network, f2lm also `"destroyer": ...`.
 
   from bench.torch_baselines import get
   baseline = get(config.method)
@@ -30,7 +33,7 @@ Every method name of `METHODS` maps to a module with the same four functions:
   loss = baseline.train_loss(model, frames); loss.backward(); optimizer.step()
 
 A method that trains several networks with optimizers of their own (ffp: a generator and a
-discriminator, two Adams at two learning rates) also has
+discriminator, two Adams at two learning rates; f2lm: three AdamWs) also has
 
   optimizers(model, config) -> tuple of torch.optim.Optimizer
   train_losses(model, frames, targets=None) -> dict of scalar tensors
@@ -39,22 +42,29 @@ discriminator, two Adams at two learning rates) also has
       The whole update (`losses_fn`, the backward passes, the optimizer steps), which the
       benchmark times instead of `train_loss` + one Adam; `train_loss` stays for callers with a
       single optimizer.
+
+and a method with several training phases (`Method.phases`; f2lm: "generator", "destroyer")
+
+  PHASES: {phase name: (losses_fn, step_fn)}
+      Each phase's `train_losses` and `train_step` counterparts (same signatures; the step
+      takes the whole `optimizers` tuple and steps its own). bench/models.py times each phase
+      the method declares with them; a phase missing here is reported, not timed.
 """
 
 from __future__ import annotations
 
 import types
 
-from bench.torch_baselines import convlstm_ae, ffp, predictive_ae, r3d_partition
+from bench.torch_baselines import convlstm_ae, f2lm, ffp, predictive_ae, r3d_partition
 from bench.torch_baselines.common import configure
 
 __all__ = ["METHODS", "BASELINES", "get", "configure", "convlstm_ae", "r3d_partition",
-           "predictive_ae", "ffp"]
+           "predictive_ae", "ffp", "f2lm"]
 
-METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp")
+METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp", "f2lm")
 BASELINES: dict[str, types.ModuleType] = {
     "convlstm_ae": convlstm_ae, "r3d_partition": r3d_partition, "predictive_ae": predictive_ae,
-    "ffp": ffp}
+    "ffp": ffp, "f2lm": f2lm}
 
 
 def get(method: str) -> types.ModuleType:

@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["channels", "configure", "device_of", "constant", "to_float", "psnr", "ssim",
-           "gradient_loss",
-           "prediction_loss", "conv_weight", "conv_transpose_weight", "copy_",
-           "load_named_modules", "state_dict_from_flax"]
+__all__ = ["channels", "configure", "device_of", "constant", "to_float", "psnr", "ssim_map",
+           "ssim", "gradient_loss", "prediction_loss", "conv_weight", "conv_transpose_weight",
+           "copy_", "load_named_modules", "state_dict_from_flax"]
 
 
 def channels(base: int, width: float) -> int:
@@ -76,14 +75,15 @@ def _gaussian_taps(sigma: float, win_size: int) -> np.ndarray:
   return (taps / taps.sum()).astype(np.float32)
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, *, sigma: float = 1.5, win_size: int = 11,
-         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-  """Mean SSIM of every frame pair, frames `[N, C, H, W]` in [0, 1] (`jaxvad.scoring.ssim`).
+def ssim_map(pred: torch.Tensor, target: torch.Tensor, *, sigma: float = 1.5,
+             win_size: int = 11, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+  """The SSIM map of every frame pair over its interior pixels, frames `[N, C, H, W]` in [0, 1].
 
   The separable Gaussian window runs as two grouped 'valid' convs (as pytorch_msssim), so the
   map covers exactly the interior pixels, `(win_size - 1) // 2` from every border, that
-  jaxvad averages after reflect-padding its full-size map: the border values it computes and
-  crops never enter the mean, so no padding is needed here.
+  jaxvad keeps of its reflect-padded full-size map (`jaxvad.scoring.ssim` crops them before
+  averaging, `patch_scores` averages only them): the border values it computes and drops are
+  never needed here, so no padding is either.
 
   The variances are the usual `E[x^2] - E[x]^2`, of frames shifted by their mean first (the
   variances do not change): unshifted, that difference cancels in flat frames, where the
@@ -91,7 +91,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, sigma: float = 1.5, win_si
   (which centres its moments exactly; see `jaxvad.scoring._local_stats`).
 
   Returns:
-    float32 `[N]`: the mean over the interior pixels and the channels of each frame.
+    float32 `[N, C, H - 2r, W - 2r]`, r = `(win_size - 1) // 2`, one map per channel.
   """
   x, y = pred.float(), target.float()
   c = x.shape[1]
@@ -108,9 +108,20 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, sigma: float = 1.5, win_si
   cov = e_xy - mu_x * mu_y
   mu_x, mu_y = mu_x + shift, mu_y + shift
   c1, c2 = k1 ** 2, k2 ** 2   # max_val 1
-  smap = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
+  return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
           / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_sum + c2)))
-  return smap.mean(dim=(1, 2, 3))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, *, sigma: float = 1.5, win_size: int = 11,
+         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+  """Mean SSIM of every frame pair, frames `[N, C, H, W]` in [0, 1] (`jaxvad.scoring.ssim`):
+  `ssim_map` averaged.
+
+  Returns:
+    float32 `[N]`: the mean over the interior pixels and the channels of each frame.
+  """
+  return ssim_map(pred, target, sigma=sigma, win_size=win_size, k1=k1,
+                  k2=k2).mean(dim=(1, 2, 3))
 
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

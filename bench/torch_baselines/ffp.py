@@ -335,12 +335,14 @@ def score(model: FFP, frames: torch.Tensor) -> torch.Tensor:
     return common.psnr(pred, target, dims=(1, 2, 3))[:, None]
 
 
-def _state_dict(module: nn.Module, variables: Mapping, arch: str) -> dict[str, torch.Tensor]:
-  """A torch module's state dict from Flax variables by `convert_torch.key_mapping`; the "tf"
-  form's conv biases (keys the port lacks) sit beside their kernels."""
+def _state_dict(module: nn.Module, variables: Mapping, arch: str,
+                variant: Mapping | None = None) -> dict[str, torch.Tensor]:
+  """A torch module's state dict from Flax variables by `convert_torch.key_mapping` (`variant`:
+  F2LM's, for arch "f2lm"); the "tf" form's conv biases (keys the port lacks) sit beside their
+  kernels. Dense kernels (F2LM's SE) go through `conv_weight` too: `[in, out]` -> `[out, in]`."""
   from jaxvad.models import convert_torch  # pylint: disable=g-import-not-at-top
 
-  mapping = convert_torch.key_mapping(arch=arch)
+  mapping = convert_torch.key_mapping(arch=arch, variant=variant)
   out = {}
   for key in module.state_dict():
     if key.endswith("num_batches_tracked"):
@@ -369,9 +371,20 @@ def load_flax_variables(model: FFP, variables: Mapping) -> FFP:
   Returns:
     The model.
   """
-  for name, arch in (("generator", "ffp_unet"), ("discriminator", "ffp_patchgan")):
+  return load_modules(model, variables, (("generator", "ffp_unet", None),
+                                          ("discriminator", "ffp_patchgan", None)))
+
+
+def load_modules(model, variables, modules):
+  """Loads `variables[name]` into `model.<name>` for each `(name, arch, variant)` of
+  `modules` (converted back to the PyTorch layout); returns the model.
+
+  Raises:
+    ValueError: a state dict that does not fit its module.
+  """
+  for name, arch, variant in modules:
     module = getattr(model, name)
-    sd = _state_dict(module, variables[name], arch)
+    sd = _state_dict(module, variables[name], arch, variant=variant)
     missing, unexpected = module.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
