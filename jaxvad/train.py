@@ -251,10 +251,10 @@ def normal_runs(clips, *, window: int) -> tuple[list[tuple[int, int, int]], dict
       spans.append((i, 0, len(clip.frames)))
       continue
     edges = np.flatnonzero(np.diff(np.concatenate([[1], labels.astype(np.int8), [1]])))
-    normal_runs = [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
+    runs = [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
     anomalous = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
-    short = [[s, e] for s, e in normal_runs if e - s < window]
-    spans += [(i, s, e) for s, e in normal_runs if e - s >= window]
+    short = [[s, e] for s, e in runs if e - s < window]
+    spans += [(i, s, e) for s, e in runs if e - s >= window]
     dropped[clip.name] = {
         "label_source": (clip.meta or {}).get("label_source"),
         "anomalous": [[int(s), int(e)] for s, e in zip(anomalous[::2], anomalous[1::2])],

@@ -12,7 +12,6 @@ method and every consumer can import it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from typing import Any, Callable, Mapping
 
