@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "jaxvad.cam",
     "jaxvad.masking",
     "jaxvad.augment",
+    "jaxvad.pseudo_anomalies",
     "jaxvad.models.resnet",
     "jaxvad.models.predictive_ae",
     "jaxvad.data.semantic",
