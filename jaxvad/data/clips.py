@@ -18,7 +18,7 @@ from jaxvad.data import synth, video
 from jaxvad.errors import DataError
 
 __all__ = ["Clip", "load_synthetic", "read_meta", "read_labels", "read_classes",
-           "resize_nearest", "resize_masks"]
+           "resize_nearest"]
 
 
 @dataclasses.dataclass
@@ -64,9 +64,6 @@ def resize_nearest(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
   cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
   return maps[:, rows][:, :, cols]
-
-
-resize_masks = resize_nearest   # bool masks: the name the loaders used first
 
 
 def read_labels(path: pathlib.Path, root: pathlib.Path) -> dict:

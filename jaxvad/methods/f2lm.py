@@ -305,17 +305,8 @@ def generator_step(state: State, batch):
   (g_loss, (pred, terms, updates)), g_grads = jax.value_and_grad(
       generator_loss, has_aux=True)(g.params)
 
-  def discriminator_loss(d_params):
-    return losses.lsgan_discriminator_loss(
-        ffp.discriminate(d, d_params, target),
-        ffp.discriminate(d, d_params, jax.lax.stop_gradient(pred)))
-
-  d_loss, d_grads = jax.value_and_grad(discriminator_loss)(d.params)
-  g = g.apply_gradients(grads=g_grads).replace(batch_stats=updates["batch_stats"])
-  state = state.replace(step=state.step + 1, generator=g,
-                        discriminator=d.apply_gradients(grads=d_grads))
-  return state, {"loss": g_loss, "d_loss": d_loss, **terms,
-                 "psnr": jnp.mean(scoring.psnr((pred + 1) / 2, (target + 1) / 2))}
+  state, gan_metrics = ffp.gan_update(state, g_grads, updates["batch_stats"], pred, target)
+  return state, {"loss": g_loss, **terms, **gan_metrics}
 
 
 # --------------------------------------------------------------------------- phase 2

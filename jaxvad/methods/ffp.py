@@ -177,16 +177,36 @@ def train_step(state, batch):
   (g_loss, (pred, terms, updates)), g_grads = jax.value_and_grad(
       generator_loss, has_aux=True)(g.params)
 
+  state, gan_metrics = gan_update(state, g_grads, updates["batch_stats"], pred, target)
+  return state, {"loss": g_loss, **terms, **gan_metrics}
+
+
+def gan_update(state, g_grads, g_batch_stats, pred, target):
+  """The rest of a generator + PatchGAN step (FFP's and F2LM's): the discriminator's LSGAN
+  gradient on the real target vs the detached prediction, taken at its incoming parameters as
+  the generator's was, then both optimizers step and the step counts.
+
+  Args:
+    state: a state with `step`, `generator` and `discriminator` (`TrainState`s).
+    g_grads: the generator's gradients; g_batch_stats: its new batch statistics.
+    pred, target: the prediction and the true frame, model space `[B, H, W, C]`.
+
+  Returns:
+    (the new state, {"d_loss", "psnr" (of the prediction, on [0, 1])}).
+  """
+  g, d = state.generator, state.discriminator
+
   def discriminator_loss(d_params):
     return losses.lsgan_discriminator_loss(discriminate(d, d_params, target),
                                            discriminate(d, d_params,
                                                          jax.lax.stop_gradient(pred)))
 
   d_loss, d_grads = jax.value_and_grad(discriminator_loss)(d.params)
-  g = g.apply_gradients(grads=g_grads).replace(batch_stats=updates["batch_stats"])
-  state = state.replace(step=state.step + 1, generator=g,
-                        discriminator=d.apply_gradients(grads=d_grads))
-  return state, {"loss": g_loss, "d_loss": d_loss, **terms,
+  state = state.replace(
+      step=state.step + 1,
+      generator=g.apply_gradients(grads=g_grads).replace(batch_stats=g_batch_stats),
+      discriminator=d.apply_gradients(grads=d_grads))
+  return state, {"d_loss": d_loss,
                  "psnr": jnp.mean(scoring.psnr((pred + 1) / 2, (target + 1) / 2))}
 
 

@@ -86,12 +86,12 @@ def all_terms(config) -> ScoreSpec:
       config, model=dataclasses.replace(config.model, score_weights=(1.0, 1.0, 1.0, 1.0))))
 
 
-def term_outputs(config, state, clips) -> list[dict[str, np.ndarray]]:
-  """Each clip's per-frame values of every score term (`all_terms`), NaN on unscored frames."""
-  scorer = evaluate.Scorer(config, state)
-  names = [t.name for t in all_terms(config).terms]
-  return [scorer.runner.clip_outputs(state, c.frames, names, scorer.frame_inputs(c.frames, c))
-          for c in clips]
+def term_outputs(scorer: evaluate.Scorer, clips) -> list[dict[str, np.ndarray]]:
+  """Each clip's per-frame values of every score term of the scorer's F2LM run (`all_terms`),
+  NaN on unscored frames. One scorer per run: its jitted step compiles once."""
+  names = [t.name for t in all_terms(scorer.config).terms]
+  return [scorer.runner.clip_outputs(scorer.state, c.frames, names,
+                                     scorer.frame_inputs(c.frames, c)) for c in clips]
 
 
 def evaluate_terms(config, spec: ScoreSpec, clips: dict, terms: dict) -> dict:
@@ -152,7 +152,8 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
                            train_progress)
   configs["f2lm"] = config.to_dict()
   full = all_terms(config)
-  terms = {s: term_outputs(config, state, wrap(clips[s], f"{s} terms")) for s in clips}
+  scorer = evaluate.Scorer(config, state)
+  terms = {s: term_outputs(scorer, wrap(clips[s], f"{s} terms")) for s in clips}
   generator_terms = {t.name: 1.0 for t in full.terms if t.name != "destroyer_error"}
   equal = {t.name: 1.0 for t in full.terms}
   for row, what, weights in (
@@ -170,7 +171,7 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
                                            f"data.seed={SELECTION_SEED}"])
   datasets.ensure_benchmark(sel_config.data, progress=train_progress)
   sel_clips = datasets.load_split(sel_config.data, "test")
-  sel_terms = term_outputs(config, state, wrap(sel_clips, "selection terms"))
+  sel_terms = term_outputs(scorer, wrap(sel_clips, "selection terms"))
   gamma, sel_auc = select_gamma(config, full, sel_clips, sel_terms)
   rows["F2LM + Destroyer, gamma from seed-1 split"] = {
       "what": f"gamma by grid search on the seed-{SELECTION_SEED} benchmark's labelled test "
@@ -193,7 +194,8 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
     a_config, a_state = _trained(a_config, workdir / scene / f"f2lm_{name}", train_progress)
     configs[f"f2lm_{name}"] = a_config.to_dict()
     spec = all_terms(a_config)
-    a_terms = {s: term_outputs(a_config, a_state, clips[s]) for s in clips}
+    a_scorer = evaluate.Scorer(a_config, a_state)
+    a_terms = {s: term_outputs(a_scorer, clips[s]) for s in clips}
     rows[f"F2LM generator, {name}"] = {
         "what": what, "summary": _summary(evaluate_terms(a_config, spec, clips, a_terms))}
   return {"rows": rows, "configs": configs, "selection": {
