@@ -13,11 +13,13 @@ threads), and the host version of the paper-001 augmentation per window for refe
 (`Method.phases`); `--no-step` skips it.
 
 A method with per-frame inputs beside the frames (`Method.frame_inputs`, e.g. f2lm's optical
-flow and class maps) also gets what the trainer adds for them: (a) the host computation of
+flow and class maps, cutpaste's object boxes) also gets what the trainer adds for them: (a) the host computation of
 those inputs, once per clip before training, in frames/s on one training clip, for each flow
 method the config's `model.motion` can take (OpenCV DIS, Farneback; `none`: the rest, e.g. the
 class maps) and in seconds for the whole training split at the config's own setting; (b) the
-grain pipeline with them attached to every window (`per_frame`, as `jaxvad.train` builds it).
+grain pipeline with them attached to every window (`per_frame`, as `jaxvad.train` builds it),
+and with the method's host transform if it has one (`Method.host_transform`: cutpaste's
+CutPaste / CropLiq views).
 The verdict then compares (b) with the step's appetite, steps/s x batch size, in windows/s.
 
 Every throughput is the median of `--repeats` measurements. The first line names the CPU:
@@ -27,6 +29,7 @@ the host stages share its cores with the training step.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import statistics
@@ -59,12 +62,14 @@ def median_rate(count: float, fn, *, repeats: int) -> float:
   return statistics.median(rates)
 
 
-def grain_rate(clips, *, config, batches: int, repeats: int, per_frame=None) -> float:
+def grain_rate(clips, *, config, batches: int, repeats: int, per_frame=None,
+               transform=None) -> float:
   """Median windows/s the trainer's grain pipeline delivers (2 reader threads), over `repeats`
-  runs of `batches` batches each, with `per_frame` arrays windowed with the frames."""
+  runs of `batches` batches each, with `per_frame` arrays windowed with the frames and the
+  method's host `transform` of every window."""
   b, t = config.train.batch_size, config.data.window
   ds = pipeline.train_dataset(clips, window=t, stride=config.data.stride, global_batch_size=b,
-                              seed=0, per_frame=per_frame)
+                              seed=0, per_frame=per_frame, transform=transform)
   it = pipeline.prefetch(ds)
   next(it)  # thread start-up
 
@@ -138,11 +143,13 @@ def main() -> None:
     whole = [method.frame_inputs(config, c.frames, c) for c in loaded]
     per_frame_s = time.perf_counter() - start
     per_frame = {k: [w[k] for w in whole] for k in whole[0]}
+    transform = (functools.partial(method.host_transform, config)
+                 if method.host_transform else None)
+    extra = f"per-frame {', '.join(per_frame)}" + (" + host transform" if transform else "")
     windows = grain_rate(clips, config=config, batches=args.batches, repeats=repeats,
-                         per_frame=per_frame)
-    rows.append((f"grain windows + batches + per-frame {', '.join(per_frame)} (2 threads)",
-                 windows * t, windows))
-    delivered, delivered_label = windows, f"grain with per-frame {', '.join(per_frame)}"
+                         per_frame=per_frame, transform=transform)
+    rows.append((f"grain windows + batches + {extra} (2 threads)", windows * t, windows))
+    delivered, delivered_label = windows, f"grain with {extra}"
 
   rng = np.random.default_rng(0)
   window = clips[0][:t]

@@ -41,7 +41,8 @@ def time_call(fn, *, repeats: int) -> list[float]:
 
 def random_batch(config: config_lib.Config, *, seed: int = 0) -> dict:
   """A host batch of the config's shapes: uint8 frames, plus random targets of the method's
-  shapes for methods that train on per-frame targets (`Method.example_targets`)."""
+  shapes for methods that train on per-frame targets (`Method.example_targets`), each window
+  through the method's host transform if it has one (`Method.host_transform`)."""
   h, w, c = train.frame_shape(config)
   b, t = config.train.batch_size, config.data.window
   rng = np.random.default_rng(seed)
@@ -49,6 +50,10 @@ def random_batch(config: config_lib.Config, *, seed: int = 0) -> dict:
   method = methods.get(config.method)
   if method.example_targets is not None:
     batch.update(method.example_targets(config, (b, t), rng))
+  if method.host_transform is not None:
+    items = [method.host_transform(config, {k: v[i] for k, v in batch.items()}, rng)
+             for i in range(b)]
+    batch = {k: np.stack([item[k] for item in items]) for k in items[0]}
   return batch
 
 

@@ -62,6 +62,10 @@ defined.
 
 Maps are float32 (float64 for float64 input with x64 enabled). The matrix products run at
 `Precision.HIGHEST`, so TF32/bf16 matmul defaults on accelerators do not perturb the maps.
+
+`grad_cam` (at the end of the module) is the gradient-weighted counterpart for a classifier
+(CutPaste, paper 002): it explains one class logit instead of the leading activation
+direction; see its docstring.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["eigen_cam", "eigen_cam_layers", "combine_maps"]
+__all__ = ["eigen_cam", "eigen_cam_layers", "combine_maps", "grad_cam"]
 
 _METHODS = ("power", "eigh", "svd")
 _TIME_RESIZE = ("repeat", "linear")
@@ -358,3 +362,106 @@ def eigen_cam_layers(activation_list: Sequence, *, frame_size, num_frames: int |
     raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
   return combine_maps([eigen_cam(a, method=method, iterations=iterations) for a in layers],
                       frame_size=frame_size, num_frames=num_frames, time_resize=time_resize)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grad-CAM.
+
+
+def _class_indices(class_index, batch):
+  """class_index as int `[B]`, and its concrete NumPy value (None under a trace).
+
+  Checks dtype and shape; the range is checked by the caller once the class count is known.
+  """
+  concrete = None if isinstance(class_index, jax.core.Tracer) else np.asarray(class_index)
+  idx = class_index if concrete is None else concrete
+  dtype = np.dtype(idx.dtype)
+  if dtype == np.bool_ or not np.issubdtype(dtype, np.integer):
+    raise TypeError(f"class_index must be integers, got dtype {dtype}")
+  if np.ndim(idx) not in (0, 1) or (np.ndim(idx) == 1 and np.shape(idx)[0] != batch):
+    raise ValueError(f"class_index must be a scalar or [B] = [{batch}], got shape "
+                     f"{np.shape(idx)}")
+  return jnp.broadcast_to(jnp.asarray(idx), (batch,)), concrete
+
+
+def grad_cam(head, activations, class_index, *, size=None):
+  """Grad-CAM map of one class logit per image, in [0, 1] (Selvaraju et al. 2017).
+
+  With `A` a layer's activations and `y_c` the logit of class `c` computed from them by the
+  rest of the network (`head`):
+
+  1. gradient `dy_c / dA` `[H', W', C']`, for all images at once: one `jax.vjp` of `head`
+     with a one-hot cotangent per image (row b selects image b's class) gives every image's
+     gradient in one backward pass;
+  2. channel weights `alpha_k` = the spatial mean of the gradient of channel k;
+  3. map `ReLU(sum_k alpha_k A_k)` `[H', W']`;
+  4. min-max scaled to [0, 1] per image, as `eigen_cam` and pytorch-grad-cam's
+     `scale_cam_image` do (not divided by the max alone: a map whose ReLU'd values are all
+     positive still spans [0, 1]); a constant map (e.g. all zeros because no pixel pushes the
+     logit up) is all zeros, never NaN;
+  5. optionally resized to `size` with `jax.image.resize` "bilinear" (half-pixel centres like
+     pytorch-grad-cam's `cv2.resize`; LilitYolyan/CutPaste's `F.interpolate` uses
+     `align_corners=True`, which differs by a fraction of a feature pixel). The map is
+     scaled before resizing (as pytorch-grad-cam), so a resized map stays in [0, 1] but its
+     maximum may fall below 1 where the peak lies between output pixels.
+
+  The single backward pass relies on images being independent in `head`: logit b may depend
+  only on image b's activations (e.g. BatchNorm in inference mode, no batch statistics).
+  Otherwise the gradients of the other images' logits would leak into image b's map.
+
+  No hidden jit: callers jit, with `head` closed over or static, e.g.
+  `jax.jit(functools.partial(grad_cam, head, size=(224, 224)))(acts, idx)` or
+  `jax.jit(lambda p, a, c: grad_cam(lambda x: net.apply(p, x, method=...), a, c))`.
+
+  Args:
+    head: pure function mapping activations `[B, H', W', C']` to logits `[B, K]` (the part of
+      the network after the explained layer).
+    activations: float `[B, H', W', C']`, the layer's output for a batch of images (channels
+      last).
+    class_index: int scalar (the same class for every image) or int `[B]` (one per image),
+      the class whose logit is explained, in [0, K). Checked against K where it is concrete;
+      under a trace an out-of-range index selects no logit and gives an all-zero map.
+    size: None (keep the feature grid `H' x W'`) or `(H, W)`, the output size (e.g. the image
+      size).
+
+  Returns:
+    float32 `[B, H, W]` (`[B, H', W']` when size is None) in [0, 1] (float64 for float64
+    activations with x64 enabled).
+
+  Raises:
+    ValueError: activations that are not `[B, H', W', C']` or have an empty feature map, a
+      class_index of the wrong shape or out of [0, K) (when concrete), a bad size, or a head
+      whose output is not `[B, K]`.
+    TypeError: non-numeric activations, a non-integer class_index, a head that is not
+      callable or returns non-float logits.
+  """
+  if not callable(head):
+    raise TypeError(f"head must be a function of the activations, got {type(head).__name__}")
+  a = _as_float(activations, "activations")
+  if a.ndim != 4:
+    raise ValueError(f"activations must be [B, H', W', C'], got shape {a.shape}")
+  batch, height, width, channels = a.shape
+  if batch * height * width * channels == 0:
+    raise ValueError(f"activations are empty: shape {a.shape}")
+  if size is not None:
+    size = _check_size(size, "size")
+  idx, concrete = _class_indices(class_index, batch)
+
+  logits, backward = jax.vjp(head, a)
+  if getattr(logits, "ndim", None) != 2 or logits.shape[0] != batch:
+    raise ValueError(f"head must return logits [B, K] = [{batch}, K], got "
+                     f"{getattr(logits, 'shape', type(logits).__name__)}")
+  if not jnp.issubdtype(logits.dtype, jnp.floating):
+    raise TypeError(f"head must return float logits, got dtype {logits.dtype}")
+  num_classes = logits.shape[1]
+  if concrete is not None and concrete.size and (concrete.min() < 0
+                                                 or concrete.max() >= num_classes):
+    raise ValueError(f"class_index must be in [0, {num_classes}) (K = {num_classes} logits), "
+                     f"got {concrete.tolist()}")
+  (grads,) = backward(jax.nn.one_hot(idx, num_classes, dtype=logits.dtype))
+  alpha = jnp.mean(grads, axis=(1, 2))                                    # [B, C']
+  cam = jax.nn.relu(jnp.einsum("bhwc,bc->bhw", a, alpha.astype(a.dtype), precision=_HIGHEST))
+  cam = _min_max(cam, (-2, -1))
+  if size is not None:
+    cam = jax.image.resize(cam, (batch,) + size, method="bilinear")
+  return cam

@@ -136,14 +136,23 @@ def cmd_score(args) -> None:
 
   import numpy as np
   from jaxvad import train
-  from jaxvad.data.clips import Clip
+  from jaxvad.data.clips import Clip, crop_clip
   from jaxvad.evaluation import evaluate, metrics
   config = train.load_run_config(args.workdir)
   spec = evaluate.detector_spec(config, run=args.workdir)
   _check_masker(args.mask_from)
   h, w, c = train.run_frame_shape(args.workdir, config)
-  frames = video.read_frames(args.input, size=(h, w), grayscale=c == 1,
-                             roi=tuple(args.roi) if args.roi else None)
+  if config.data.roi and args.roi:
+    raise ConfigError(f"the run in {args.workdir} crops its frames to data.roi = "
+                      f"{list(config.data.roi)} itself: drop --roi")
+  if config.data.roi:   # as in training: resized to the read size, then cropped
+    frames = video.read_frames(args.input, size=train.run_read_size(args.workdir, config),
+                               grayscale=c == 1)
+    frames = crop_clip(Clip(name="", frames=frames, labels=None, distractors=None,
+                            workspace_mask=None, meta={}), config.data.roi).frames
+  else:
+    frames = video.read_frames(args.input, size=(h, w), grayscale=c == 1,
+                               roi=tuple(args.roi) if args.roi else None)
   if len(frames) < config.data.window:
     raise JaxvadError(f"{args.input} has {len(frames)} frames; the model scores windows of "
                       f"{config.data.window} frames, so it needs at least that many")
@@ -286,7 +295,8 @@ def cmd_reproduce(args) -> None:
   results = {"preset": args.preset, "scenes": {}}
   if args.paper == "paper000":
     from jaxvad.reproduce import paper000 as paper
-    if args.set or args.variants or args.augments or args.finetune or args.ablations is not None:
+    if (args.set or args.variants or args.augments or args.finetune or args.tasks
+        or args.ablations is not None):
       raise ConfigError("paper000 takes --ae / --masker overrides, not --set / --variants / "
                         "--augments / --finetune (paper001's) or --ablations (paper004's)")
     for scene in args.scenes:
@@ -294,9 +304,23 @@ def cmd_reproduce(args) -> None:
           scene, preset=args.preset, workdir=workdir, ae_overrides=args.ae,
           masker_overrides=args.masker, detector=args.detector, progress=_progress_named)
     files = "tables.md, tables.json, <scene>/masks.png, scores.png"
+  elif args.paper == "paper002":
+    from jaxvad.reproduce import paper002 as paper
+    if (args.ae or args.masker or args.detector or args.variants or args.augments
+        or args.finetune or args.ablations is not None or args.preset != "tiny"):
+      raise ConfigError("paper002 takes cutpaste_demo overrides with --set KEY=VALUE and "
+                        "--tasks, at --preset tiny (--ae / --masker / --detector are "
+                        "paper000's, --variants / --augments / --finetune paper001's, "
+                        "--ablations paper004's)")
+    for scene in args.scenes:
+      results["scenes"][scene] = paper.run_scene(
+          scene, workdir=workdir, overrides=args.set, tasks=args.tasks or paper.TASKS,
+          progress=_progress_named)
+    files = "tables.md, tables.json"
   elif args.paper == "paper004":
     from jaxvad.reproduce import paper004 as paper
-    if args.ae or args.masker or args.detector or args.variants or args.augments or args.finetune:
+    if (args.ae or args.masker or args.detector or args.variants or args.augments
+        or args.finetune or args.tasks):
       raise ConfigError("paper004 takes F2LM overrides with --set KEY=VALUE and --ablations "
                         "(--ae / --masker / --detector are paper000's, --variants / --augments "
                         "/ --finetune paper001's)")
@@ -308,7 +332,7 @@ def cmd_reproduce(args) -> None:
     files = "tables.md, tables.json"
   else:
     from jaxvad.reproduce import paper001 as paper
-    if args.ae or args.masker or args.detector or args.ablations is not None:
+    if args.ae or args.masker or args.detector or args.tasks or args.ablations is not None:
       raise ConfigError("paper001 has one model: give its overrides with --set KEY=VALUE "
                         "(--ae / --masker / --detector are paper000's, --ablations paper004's)")
     for scene in args.scenes:
@@ -431,7 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "case AUC by clip group (§4.1-4.2). paper004: train FFP, the "
                                  "F2LM generator + Destroyer and the generator's ablations per "
                                  "scene; frame AUROC per clip group and anomaly type (Fig. 8, "
-                                 "Tables 3-5). Thresholds are calibrated on validation data only; "
+                                 "Tables 3-5). paper002: train the CutPaste / CropLiq / 3-way "
+                                 "classifiers per scene; frame AUROC by GDE and softmax score, "
+                                 "Grad-CAM pixel AUROC and PRO, box and softmax thresholds chosen "
+                                 "on a second benchmark. Thresholds are calibrated on validation data only; "
                                  "finished runs are reused.",
                      epilog=textwrap.dedent("""\
                          examples:
@@ -441,10 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
                            jaxvad reproduce paper001 --preset tiny --scenes pickplace
                            jaxvad reproduce paper001 --variants base skiptwice --augments none lighting
                            jaxvad reproduce paper001 --preset small --set model.pretrained=resnet18.pth
+                           jaxvad reproduce paper002 --scenes pickplace     about half an hour on a CPU
+                           jaxvad reproduce paper002 --tasks both --set model.localize=patch_gde
                            jaxvad reproduce paper004 --scenes pickplace     about an hour on a CPU
                            jaxvad reproduce paper004 --ablations no_motion no_labels --set model.motion=farneback
                          """))
-  p.add_argument("paper", choices=["paper000", "paper001", "paper004"])
+  p.add_argument("paper", choices=["paper000", "paper001", "paper002", "paper004"])
   p.add_argument("--preset", default="tiny", choices=["tiny", "medium", "small"],
                  help="tiny: 64x64 demo-sized models (minutes); medium: 96x96, 48 test clips "
                       "(paper000: about an hour on a 2-core CPU); small: 128x128, sized for a "
@@ -463,8 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "preset's ConvLSTM autoencoder, the paper's); e.g. `demo` for the "
                       "predictive autoencoder scored by its worst SSIM patch")
   p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="paper001: override of the predictive autoencoder config; paper004: of "
-                      "the F2LM config (repeatable)")
+                 help="paper001: override of the predictive autoencoder config; paper002: of "
+                      "cutpaste_demo; paper004: of the F2LM config (repeatable)")
+  p.add_argument("--tasks", nargs="+",
+                 choices=["cutpaste", "cropliq", "both", "cropliq_strong", "both_strong"],
+                 help="paper002: self-supervised tasks to train (default: all five)")
   p.add_argument("--ablations", nargs="*", metavar="NAME",
                  choices=["no_motion", "no_labels", "no_se", "add", "no_triplet",
                           "code_distance"],

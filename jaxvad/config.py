@@ -29,21 +29,26 @@ PROTOCOL_NAMES = ("jaxvad", "ano_pred", "macro")
 # Threshold methods calibrated on normal validation frames -> their parameter's keyword.
 THRESHOLD_PARAMS = {"mean_k_std": "k", "margin_from_worst": "margin",
                     "target_false_alarm_rate": "rate"}
-PUBLIC_LAYOUTS = ("ucsd", "avenue", "shanghaitech", "frames", "intervals")
+PUBLIC_LAYOUTS = ("ucsd", "avenue", "shanghaitech", "frames", "intervals", "mvtec")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the frames come from and how they are cut into windows."""
   dataset: str = "synth"            # "synth" (the embedded benchmark), a public layout
-                                    # (ucsd | avenue | shanghaitech | frames | intervals) or
-                                    # "auto" (detected from the folder; see data/public.py)
+                                    # (ucsd | avenue | shanghaitech | frames | intervals |
+                                    # mvtec) or "auto" (detected from the folder; see
+                                    # data/public.py)
   scene: str = "pickplace"          # synth scene: pickplace | conveyor
   preset: str = "tiny"              # synth preset: tiny | medium | small | paper
   root: str = "data/synth/tiny"     # synth: folder holding <scene>/ (render cache);
                                     # public: the dataset folder (e.g. .../UCSDped2)
   seed: int = 0                     # renderer seed; public layouts: seeds val_from_train
   size: tuple[int, ...] = ()        # (H, W) to resize frames to; () keeps the stored size
+  roi: tuple[int, ...] = ()         # [x, y, w, h]: crop every clip to this region, in pixels
+                                    # of the frames as loaded (after data.size; the stored
+                                    # size when size is empty), so the frames, workspace masks,
+                                    # class maps and pixel masks are h x w; () = whole frame
   grayscale: bool = True
   window: int = 8                   # frames per training window (T)
   stride: int = 2                   # step between training windows
@@ -61,6 +66,15 @@ class DataConfig:
     _check(self.stride >= 1, "data.stride", self.stride, "an integer >= 1")
     _check(len(self.size) in (0, 2) and all(s > 0 for s in self.size),
            "data.size", self.size, "[] or [H, W] with positive sizes")
+    roi = self.roi
+    _check(len(roi) in (0, 4) and all(v >= 0 for v in roi) and (not roi or min(roi[2:]) > 0),
+           "data.roi", roi, "[] (the whole frame) or [x, y, w, h] in pixels of the loaded "
+           "frames, with x, y >= 0 and w, h > 0")
+    if roi and len(self.size) == 2:  # else checked against the stored frames when loading
+      (h, w), (rx, ry, rw, rh) = self.size, roi
+      _check(rx + rw <= w and ry + rh <= h, "data.roi", roi,
+             f"a region inside the {w}x{h} (WxH) frames of data.size = [{h}, {w}]: "
+             f"x + w <= {w} and y + h <= {h} (data.roi is in pixels after resizing)")
     v = self.val_from_train
     _check(v == 0 or (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
            "data.val_from_train", v,

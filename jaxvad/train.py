@@ -11,14 +11,16 @@ last checkpoint ends with the same parameters as one that was never interrupted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import pathlib
 import re
+import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -365,7 +367,9 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   targets = method.training_targets(config, clips) if method.training_targets else {}
   dataset = pipeline.train_dataset(clips, window=config.data.window, stride=config.data.stride,
                                    global_batch_size=cfg.batch_size, seed=cfg.seed,
-                                   per_frame={**inputs, **targets} or None)
+                                   per_frame={**inputs, **targets} or None,
+                                   transform=(functools.partial(method.host_transform, config)
+                                              if method.host_transform else None))
 
   # ---- Create the state (or restore it).
   fsio.ensure_dir(workdir, what="run folder (--workdir)")
@@ -394,6 +398,8 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
     # What scoring new footage needs beyond the config, so the run works without its data.
     run_info = {"frame_shape": list(example["frames"].shape[2:]),
                 "jaxvad_version": jaxvad.__version__}
+    if config.data.roi:   # the size new footage is read at before the crop
+      run_info["read_size"] = list(config.data.size or datasets.stored_size(config.data))
     if dropped:
       run_info["dropped_train_frames"] = dropped
     write_json_atomic(workdir / RUN_FILE, run_info)
@@ -459,8 +465,7 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
     with contextlib.suppress(Exception):
       with _checkpoint_errors(ckpt_dir, action="save a checkpoint in", last_good=last_good):
         manager.wait_until_finished()
-    with contextlib.suppress(Exception), _quiet_orbax():
-      manager.close()
+    _close(manager, ckpt_dir)
     raise
   else:
     try:
@@ -468,12 +473,31 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
       with _checkpoint_errors(ckpt_dir, action="save a checkpoint in", last_good=last_good):
         manager.wait_until_finished()
     finally:
-      with contextlib.suppress(Exception), _quiet_orbax():
-        manager.close()
+      _close(manager, ckpt_dir)
   finally:
     bar.close()
     quiet.close()
   return state
+
+
+def _close(manager, ckpt_dir: pathlib.Path, *, settle_s: float = 0.3,
+           limit_s: float = 5.0) -> None:
+  """Closes the checkpoint manager, then removes what a failed save left. TensorStore's writes
+  of a failed commit can outlive the error and `close()`, re-creating files in the
+  half-written step folder after `_checkpoint_errors` removed it, so the folder is removed
+  until it has stayed gone for `settle_s` (at most `limit_s`). After a clean close there is
+  no such folder and this returns at once."""
+  with contextlib.suppress(Exception), _quiet_orbax():
+    manager.close()
+  pattern = "*.orbax-checkpoint-tmp*"
+  if not ckpt_dir.is_dir() or not any(ckpt_dir.glob(pattern)):
+    return
+  deadline = time.monotonic() + limit_s
+  while True:
+    fsio.remove_temporaries(ckpt_dir, [pattern])
+    time.sleep(settle_s)
+    if not any(ckpt_dir.glob(pattern)) or time.monotonic() > deadline:
+      return
 
 
 def _state_bytes(state) -> int:
@@ -561,9 +585,26 @@ def load_run_config(workdir: str | os.PathLike) -> config_lib.Config:
 
 
 def frame_shape(config: config_lib.Config) -> tuple[int, int, int]:
-  """(H, W, C) of the frames a config trains on (reads the benchmark when `data.size` is empty)."""
-  h, w = config.data.size or datasets.stored_size(config.data)
+  """(H, W, C) of the frames a config trains on, after the `data.roi` crop (reads the benchmark
+  when `data.size` is empty)."""
+  h, w = datasets.frame_size(config.data)
   return (h, w, 1 if config.data.grayscale else 3)
+
+
+def run_read_size(workdir: str | os.PathLike, config: config_lib.Config) -> tuple[int, int]:
+  """(H, W) a run with `data.roi` reads new footage at before cropping it (from its run.json:
+  `data.size`, or the benchmark's stored size when that is empty)."""
+  if not config.data.roi:
+    return run_frame_shape(workdir, config)[:2]
+  workdir = pathlib.Path(workdir)
+  size = (_read_run_json(workdir, RUN_FILE).get("read_size")
+          if (workdir / RUN_FILE).is_file() else None)
+  size = size or config.data.size or datasets.stored_size(config.data)
+  if (not isinstance(size, (list, tuple)) or len(size) != 2
+      or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+    raise ConfigError(f"{workdir / RUN_FILE} has read_size = {size!r}, not the [H, W] jaxvad "
+                      f"wrote: it is corrupt; restore it from a backup or retrain")
+  return tuple(size)
 
 
 def run_frame_shape(workdir: str | os.PathLike, config: config_lib.Config) -> tuple[int, int, int]:
@@ -581,5 +622,6 @@ def run_frame_shape(workdir: str | os.PathLike, config: config_lib.Config) -> tu
 
 
 __all__ = ["CONFIG_FILE", "RUN_FILE", "checkpoint_manager", "restore_state", "train",
-           "load_trained", "load_run_config", "frame_shape", "run_frame_shape", "data_root",
+           "load_trained", "load_run_config", "frame_shape", "run_frame_shape", "run_read_size",
+           "data_root",
            "normal_training_frames", "normal_runs", "latest_step", "run_files"]

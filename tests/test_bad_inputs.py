@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 from jaxvad import cli, fsio
 from jaxvad.data import public, video
 from jaxvad.errors import JaxvadError
+from tests import layouts
 from tests.test_cli import TINY_OVERRIDES
 from tests.test_public_datasets import (cell, flags, gray_frames, mask_stack, write_images,
                                         write_mask_images)
@@ -289,6 +290,12 @@ def two_layouts(tmp):
   return "auto", root
 
 
+def mvtec_mask_missing(tmp):
+  root = layouts.write_mvtec(tmp / "bottle")
+  (root / "ground_truth" / "crack" / "001_mask.png").unlink()
+  return "mvtec", root
+
+
 LABEL_CASES = [
     # (dataset builder, texts the error line must hold)
     (ucsd_mat_and_npy_disagree, ["ped2.mat", "frame_labels_ped2.npy", "disagree", "Test001",
@@ -306,6 +313,7 @@ LABEL_CASES = [
     (intervals_not_json, ["labels.json", "JSON"]),
     (intervals_missing_json, ["labels.json is missing"]),
     (two_layouts, ["several dataset layouts"]),
+    (mvtec_mask_missing, ["001_mask.png"]),
 ]
 
 
@@ -501,6 +509,8 @@ CASES = [
          ["train.steps"]),
     Case("config_bad_size", lambda w, t: ["train", *train_args(w, "data.size=[0,16]")],
          ["data.size"]),
+    Case("config_roi_outside", lambda w, t: ["train", *train_args(w, "data.roi=[0,0,500,8]")],
+         ["data.roi", "500"]),
     Case("synth_bad_size", lambda w, t: ["synth", "--out", t / "s", "--size", 0, 16],
          ["size must be", "(0, 16)"]),
     Case("eval_non_score_override", lambda w, t: ["eval", "--workdir", w.run, "model.x=1"],

@@ -1,7 +1,9 @@
-"""jaxvad.cam: Eigen-CAM per frame vs a float64 numpy.linalg.svd reference, sign rule, layers."""
+"""jaxvad.cam: Eigen-CAM per frame vs a float64 numpy.linalg.svd reference, sign rule, layers;
+Grad-CAM vs the closed-form gradient of a linear head, batching on a Flax model."""
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +195,137 @@ def test_bad_inputs():
     cam.combine_maps([maps], frame_size=(4, 4), num_frames=1.5)
   with pytest.raises(ValueError, match="time_resize"):
     cam.combine_maps([maps], frame_size=(4, 4), time_resize="nearest")
+
+
+# ---------------------------------------------------------------------------------------------
+# Grad-CAM.
+
+GAP_SHAPE, NUM_CLASSES = (3, 4, 5, 6), 5   # [B, H', W', C'], K
+
+
+def _gap_head_params(seed=20):
+  rng = np.random.default_rng(seed)
+  weight = rng.normal(size=(GAP_SHAPE[-1], NUM_CLASSES)).astype(np.float32)
+  bias = rng.normal(size=NUM_CLASSES).astype(np.float32)
+  return weight, bias
+
+
+def _gap_head(weight, bias):
+  """logits = mean_hw(A) @ W + b: the reference's closed-form gradient applies."""
+  return lambda a: jnp.mean(a, axis=(1, 2)) @ weight + bias
+
+
+def _gap_acts(seed=21):
+  return np.random.default_rng(seed).normal(size=GAP_SHAPE).astype(np.float32)
+
+
+@pytest.mark.parametrize("size", [None, (9, 11), (3, 2)], ids=["feature-grid", "up", "down"])
+@pytest.mark.parametrize("per_image", [False, True], ids=["scalar-class", "per-image-class"])
+def test_grad_cam_matches_closed_form_linear_head(per_image, size):
+  weight, bias = _gap_head_params()
+  acts = _gap_acts()
+  classes = np.array([4, 0, 2]) if per_image else 3
+  fn = jax.jit(functools.partial(cam.grad_cam, _gap_head(weight, bias), size=size))
+  got = np.asarray(fn(acts, classes))
+  want = naive.grad_cam_linear_gap(acts, weight, classes)
+  assert want.max(axis=(-2, -1)).min() == 1.0   # every reference map is non-degenerate
+  if size is not None:
+    want = np.asarray(jax.image.resize(want.astype(np.float32), (GAP_SHAPE[0],) + size,
+                                       method="bilinear"))
+  assert got.shape == (GAP_SHAPE[0],) + (size or GAP_SHAPE[1:3]) and got.dtype == np.float32
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  # Eager and jitted agree.
+  eager = cam.grad_cam(_gap_head(weight, bias), acts, classes, size=size)
+  np.testing.assert_allclose(eager, got, atol=1e-6)
+
+
+class _Features(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.relu(nn.Conv(4, (3, 3))(x))
+
+
+class _Head(nn.Module):
+  @nn.compact
+  def __call__(self, a):
+    a = nn.relu(nn.Conv(6, (3, 3), strides=(2, 2))(a))
+    return nn.Dense(3)(jnp.mean(a, axis=(1, 2)))
+
+
+def test_grad_cam_batched_equals_per_image_on_a_flax_model():
+  images = np.random.default_rng(22).normal(size=(4, 8, 8, 2)).astype(np.float32)
+  features, head = _Features(), _Head()
+  f_params = features.init(jax.random.key(0), images[:1])
+  acts = features.apply(f_params, images)                     # [4, 8, 8, 4]
+  h_params = head.init(jax.random.key(1), acts[:1])
+  classes = np.array([0, 2, 1, 2])
+
+  @functools.partial(jax.jit, static_argnames="size")
+  def explain(params, a, c, size=None):
+    return cam.grad_cam(lambda x: head.apply(params, x), a, c, size=size)
+
+  batched = np.asarray(explain(h_params, acts, classes))
+  assert batched.shape == (4, 8, 8)
+  single = np.concatenate([explain(h_params, acts[i:i + 1], classes[i:i + 1])
+                           for i in range(4)])
+  np.testing.assert_allclose(batched, single, atol=1e-6)
+  np.testing.assert_allclose(batched.max(axis=(-2, -1)), 1.0)
+  resized = np.asarray(explain(h_params, acts, classes, size=(16, 16)))
+  assert resized.shape == (4, 16, 16)
+  assert np.isfinite(resized).all() and resized.min() >= 0 and resized.max() <= 1
+  # Each image's map explains its own class: another class gives another map.
+  other = np.asarray(explain(h_params, acts, (classes + 1) % 3))
+  assert not np.allclose(other, explain(h_params, acts, classes), atol=1e-3)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_grad_cam_degenerate_maps_are_zero_not_nan(jit):
+  weight, bias = _gap_head_params()
+  weight = -np.abs(weight)                        # every alpha_k < 0
+  positive = np.abs(_gap_acts()) + 0.1            # so sum_k alpha_k A_k < 0 everywhere
+  fn = functools.partial(cam.grad_cam, _gap_head(weight, bias), size=(6, 7))
+  fn = jax.jit(fn) if jit else fn
+  for acts in (positive, np.zeros(GAP_SHAPE, np.float32)):
+    got = np.asarray(fn(acts, 1))
+    assert got.shape == (GAP_SHAPE[0], 6, 7)
+    np.testing.assert_array_equal(got, 0.0)
+
+
+def test_grad_cam_traced_out_of_range_class_gives_zeros():
+  weight, bias = _gap_head_params()
+  fn = jax.jit(functools.partial(cam.grad_cam, _gap_head(weight, bias)))
+  got = np.asarray(fn(_gap_acts(), jnp.array([0, NUM_CLASSES, -1])))
+  assert got[0].max() == 1.0
+  np.testing.assert_array_equal(got[1:], 0.0)
+
+
+def test_grad_cam_bad_inputs():
+  weight, bias = _gap_head_params()
+  head, acts = _gap_head(weight, bias), _gap_acts()
+  with pytest.raises(ValueError, match="B, H', W', C'"):
+    cam.grad_cam(head, acts[0], 0)
+  with pytest.raises(ValueError, match="B, H', W', C'"):
+    cam.grad_cam(head, acts[None], 0)
+  with pytest.raises(ValueError, match="empty"):
+    cam.grad_cam(head, np.ones((2, 0, 3, 6), np.float32), 0)
+  for bad in (NUM_CLASSES, -1, [0, 1, NUM_CLASSES]):
+    with pytest.raises(ValueError, match=r"class_index must be in \[0, 5\)"):
+      cam.grad_cam(head, acts, bad)
+  with pytest.raises(ValueError, match="class_index must be a scalar or"):
+    cam.grad_cam(head, acts, [0, 1])
+  with pytest.raises(ValueError, match="class_index must be a scalar or"):
+    cam.grad_cam(head, acts, np.zeros((3, 1), int))
+  for bad in (1.0, True, "a"):
+    with pytest.raises(TypeError, match="class_index must be integers"):
+      cam.grad_cam(head, acts, bad)
+  for size in ((4,), (4, 0), (4.5, 4), "ab", 7):
+    with pytest.raises(ValueError, match="size"):
+      cam.grad_cam(head, acts, 0, size=size)
+  with pytest.raises(ValueError, match=r"logits \[B, K\]"):
+    cam.grad_cam(lambda a: jnp.sum(a, axis=(1, 2, 3)), acts, 0)
+  with pytest.raises(ValueError, match=r"logits \[B, K\]"):
+    cam.grad_cam(lambda a: jnp.mean(a, axis=(1, 2))[:2], acts, 0)
+  with pytest.raises(TypeError, match="head must be a function"):
+    cam.grad_cam(weight, acts, 0)
+  with pytest.raises(TypeError, match="real"):
+    cam.grad_cam(head, acts.astype(complex), 0)

@@ -1,4 +1,5 @@
-"""Loading from a config's `data` section: the benchmark cache and `data.val_from_train`."""
+"""Loading from a config's `data` section: the benchmark cache, `data.val_from_train` and
+`data.roi`."""
 
 import dataclasses
 import hashlib
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 
 from jaxvad.config import DataConfig
-from jaxvad.data import datasets, synth
+from jaxvad.data import clips, datasets, synth
 from jaxvad.errors import ConfigError, DataError
+from tests.layouts import MVTEC_HW, MVTEC_TEST, MVTEC_TRAIN, mvtec_mask, write_mvtec
 
 H, W = 24, 32
 MICRO = dataclasses.replace(synth.PRESETS["tiny"], size=(32, 32), train_clips=1,
@@ -124,6 +126,85 @@ def test_val_from_train_is_validated(value, ok):
       cfg.validate()
   with pytest.raises(ConfigError, match="val_from_train.*synthetic benchmark"):
     DataConfig(dataset="synth", val_from_train=2).validate()
+
+
+def test_val_from_train_with_mvtec_images(tmp_path):
+  root = write_mvtec(tmp_path / "bottle")
+  cfg = DataConfig(dataset="mvtec", root=str(root), size=MVTEC_HW, grayscale=False,
+                   val_from_train=1, seed=2)
+  cfg.validate()
+  assert datasets.has_val_split(root, "mvtec") is False
+  chosen = datasets.val_from_train_names(cfg)
+  val, train = datasets.load_split(cfg, "val"), datasets.load_split(cfg, "train")
+  assert [c.name for c in val] == chosen and len(chosen) == 1
+  assert sorted(c.name for c in val + train) == sorted(MVTEC_TRAIN)
+  assert all(c.frames.shape == (1, *MVTEC_HW, 3) and not c.labels.any() for c in val + train)
+  assert val[0].meta["split"] == "val" and val[0].meta["val_from_train"] is True
+  test = datasets.load_split(dataclasses.replace(cfg, dataset="auto"), "test")
+  assert [c.name for c in test] == list(MVTEC_TEST)
+  with pytest.raises(DataError, match=r"the mvtec dataset at .* has no val split: set "
+                                      r"data.val_from_train"):
+    datasets.load_split(dataclasses.replace(cfg, val_from_train=0), "val")
+
+
+# --------------------------------------------------------------------------- data.roi
+
+
+def test_load_split_crops_to_roi_after_resizing(factory):
+  full = datasets.load_split(_cfg(factory), "test")
+  cfg = _cfg(factory, roi=(4, 2, 10, 8), size=(H // 2, W // 2))      # in pixels of 12x16
+  assert datasets.frame_size(cfg) == (8, 10)
+  (clip,) = datasets.load_split(cfg, "test")
+  (half,) = datasets.load_split(_cfg(factory, size=(H // 2, W // 2)), "test")
+  assert clip.frames.shape == (5, 8, 10, 3) and clip.frames.flags.c_contiguous
+  assert np.array_equal(clip.frames, half.frames[:, 2:10, 4:14])
+  assert np.array_equal(clip.labels, full[0].labels) and clip.meta["roi"] == [4, 2, 10, 8]
+  train = datasets.load_split(_cfg(factory, roi=(0, 0, 5, 3), val_from_train=2), "val")
+  assert [c.frames.shape[1:3] for c in train] == [(3, 5), (3, 5)]
+
+
+def test_roi_crops_every_per_pixel_array_of_mvtec(tmp_path):
+  root = write_mvtec(tmp_path / "bottle")
+  cfg = DataConfig(dataset="mvtec", root=str(root), size=MVTEC_HW, roi=(2, 1, 9, 7))
+  cfg.validate()
+  for clip in datasets.load_split(cfg, "test"):
+    assert clip.frames.shape == (1, 7, 9, 1) and clip.pixel_masks.shape == (1, 7, 9)
+    assert np.array_equal(clip.pixel_masks[0], mvtec_mask(clip.name)[1:8, 2:11])
+
+
+def test_roi_crops_the_synthetic_benchmark(tmp_path, monkeypatch):
+  monkeypatch.setitem(synth.PRESETS, "micro", MICRO)
+  cfg = DataConfig(scene="pickplace", preset="micro", root=str(tmp_path / "cache"))
+  full = datasets.load_split(cfg, "test")
+  roi = (3, 5, 20, 16)
+  cropped = datasets.load_split(dataclasses.replace(cfg, roi=roi), "test")
+  assert datasets.frame_size(dataclasses.replace(cfg, roi=roi)) == (16, 20)
+  assert datasets.frame_size(cfg) == datasets.stored_size(cfg) == (32, 32)
+  moving = [synth.SEMANTIC_CLASSES.index(n) for n in clips.MOVING_PART_CLASSES["pickplace"]]
+  for f, c in zip(full, cropped):
+    # Pickplace's approximate anomaly masks: the arm and block in anomalous frames only.
+    assert np.array_equal(f.pixel_masks, np.isin(f.classes, moving) & f.labels[:, None, None])
+    assert f.pixel_masks.any() and not f.pixel_masks[~f.labels].any()
+    for key in ("frames", "workspace_mask", "classes", "pixel_masks"):
+      assert np.array_equal(getattr(c, key), getattr(f, key)[:, 5:21, 3:23]), key
+    assert np.array_equal(c.labels, f.labels) and np.array_equal(c.frame_types, f.frame_types)
+  # Empty data.size: the roi is checked against the stored frames, before decoding.
+  with pytest.raises(DataError, match=r"data.roi = \[20, 0, 16, 8\] does not fit inside the "
+                                      r"32x32 \(WxH\) frames of .*their stored size\): choose "
+                                      r"x \+ w <= 32"):
+    datasets.load_split(dataclasses.replace(cfg, roi=(20, 0, 16, 8)), "test")
+  with pytest.raises(DataError, match=r"does not fit inside the 32x32 \(WxH\) frames of clip"):
+    clips.crop_clip(full[0], (0, 30, 4, 4))
+
+
+def test_roi_outside_the_frames_of_a_public_dataset(factory):
+  # validate() refuses it already; a config built without validation fails at load time.
+  cfg = DataConfig(dataset="intervals", root=str(factory), size=(H, W), roi=(30, 0, 4, 4))
+  with pytest.raises(ConfigError, match=r"data.roi = \(30, 0, 4, 4\) is invalid"):
+    cfg.validate()
+  with pytest.raises(DataError, match=rf"data.roi = \[30, 0, 4, 4\] does not fit inside the "
+                                      rf"{W}x{H} \(WxH\) frames of .*factory \(data.size\)"):
+    datasets.load_split(cfg, "test")
 
 
 # --------------------------------------------------------------------------- benchmark cache

@@ -34,6 +34,14 @@ DETECTORS = {
                                          "train.learning_rate=3e-3"]),
     "predictive_ae": ("predictive_ae_demo", ["model.width=0.125", "train.steps=1000",
                                              "train.batch_size=8", "score.smoothing=1"]),
+    # Frame by frame, scored by 1 - p(normal): the classifier must have learned what normal
+    # is (after 1 step: AUROC 0.16). Its GDE score finds this scene even untrained (AUROC 1.0
+    # after 1 step: a random ResNet's features already place the block), so it cannot show
+    # learning here.
+    "cutpaste": ("cutpaste_demo", ["model.width=0.125", "model.head_layers=[32]",
+                                   "model.embed_dim=32", "data.roi=[]", "train.steps=300",
+                                   "train.batch_size=16", "model.object_box=frame",
+                                   "model.score=softmax"]),
     "ffp": ("ffp_demo", ["model.width=0.125", "model.d_width=0.0625", "train.steps=150"]),
     # Both phases: the generator (its class maps from .npz files, the block's class 1) and the
     # Destroyer on 4 x 4 patches of 8 px.

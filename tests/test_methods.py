@@ -23,6 +23,10 @@ STEPS = ["train.checkpoint_every=1", "train.log_every=1", "train.batch_size=8"]
 TINY = {
     "convlstm_ae": ("convlstm_ae_demo", ["model.features=[4,8]", "model.lstm_features=8", "data.window=4",
                              "data.stride=4", "data.size=[16,16]"]),
+    # Host-made defect views, the Gaussian fit after the last step, Grad-CAM maps.
+    "cutpaste": ("cutpaste_demo", ["model.width=0.0625", "model.head_layers=[16]",
+                                   "model.embed_dim=16", "data.size=[32,32]", "data.roi=[]",
+                                   "score.batch_size=16"]),
     "ffp": ("ffp_demo", ["model.width=0.0625", "model.d_width=0.0625", "data.size=[32,32]",
                          "data.stride=4"]),
     # Step 1 trains the generator, step 2 the Destroyer: the resume crosses the phase boundary.

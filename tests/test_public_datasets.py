@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import scipy.io
 
+from jaxvad.data import clips as clips_lib
 from jaxvad.data import datasets, public, synth, video
 from jaxvad.errors import DataError
+from tests.layouts import (MVTEC_HW, MVTEC_TEST, MVTEC_TRAIN, mvtec_image, mvtec_mask,
+                           write_mvtec)
 
 H, W = 24, 32
 
@@ -205,6 +208,20 @@ def test_ucsd_labels_from_masks_natural_order(ucsd):
   assert masks.dtype == bool and masks.shape == (5, H, W)
   assert np.array_equal(masks, mask_stack(flags(5, [1, 2])) > 0)
   assert public.load_pixel_masks(entries[0], size=(12, 16)).shape == (5, 12, 16)
+
+
+def test_pixel_masks_reach_the_clips(ucsd, shanghaitech):
+  clips = public.load_dataset(ucsd, size=(H // 2, W // 2))
+  for clip, labels in zip(clips, (flags(5, [1, 2]), flags(7, [6]))):
+    assert clip.pixel_masks.shape == (len(labels), H // 2, W // 2)
+    assert clip.pixel_masks.dtype == bool
+    assert np.array_equal(clip.pixel_masks.any(axis=(1, 2)), labels)
+    assert np.array_equal(clip.pixel_masks,
+                          clips_lib.resize_nearest(mask_stack(labels) > 0, (H // 2, W // 2)))
+  assert public.load_dataset(ucsd, split="train")[0].pixel_masks is None   # no masks there
+  root, expected = shanghaitech
+  for clip in public.load_dataset(root):
+    assert np.array_equal(clip.pixel_masks, mask_stack(expected[clip.name]) > 0)
 
 
 def test_ucsd_train_split_is_normal(ucsd):
@@ -550,9 +567,15 @@ def test_synth_layout(tmp_path):
   reference = datasets.load_synthetic(root, "test")
   entries = public.index_dataset(root)
   assert [e.name for e in entries] == [c.name for c in reference]
+  box = synth.SEMANTIC_CLASSES.index("box")
   for e, c in zip(entries, reference):
     assert np.array_equal(e.labels, c.labels) and e.num_frames == len(c.frames)
+    # Conveyor: the box's pixels in the anomalous frames, nothing in the normal ones.
+    assert np.array_equal(c.pixel_masks, (c.classes == box) & c.labels[:, None, None])
+    assert c.labels.any() and not c.pixel_masks[~c.labels].any()
     clip = public.load_clip(e)
+    assert np.array_equal(clip.pixel_masks, c.pixel_masks)
+    assert np.array_equal(clip.frame_types, c.frame_types)
     assert np.array_equal(clip.frames, c.frames) and np.array_equal(clip.labels, c.labels)
     assert np.array_equal(clip.distractors, c.distractors)
     assert np.array_equal(clip.workspace_mask, c.workspace_mask)
@@ -563,8 +586,137 @@ def test_synth_layout(tmp_path):
   loaded = public.load_dataset(root, split="val", size=(16, 16))
   assert [c.frames.shape[1:] for c in loaded] == [(16, 16, 3)]
   assert [c.classes.shape[1:] for c in loaded] == [(16, 16)]
+  assert [c.pixel_masks.shape[1:] for c in loaded] == [(16, 16)]
+  assert not loaded[0].pixel_masks.any()   # val is normal
   with pytest.raises(DataError, match="labels_file= does not apply"):
     public.index_dataset(root, labels_file=root / "x.mat")
+
+
+def test_synth_pixel_masks_mark_the_moving_parts():
+  ids = {name: synth.SEMANTIC_CLASSES.index(name) for name in synth.SEMANTIC_CLASSES}
+  classes = np.array([[[ids["arm"], ids["block"], ids["box"], ids["machine"]]]] * 3, np.uint8)
+  labels = np.array([True, False, True])
+  pick = clips_lib.synth_pixel_masks(classes, labels, "pickplace")
+  assert pick.shape == (3, 1, 4) and pick.dtype == bool
+  assert pick[0, 0].tolist() == [True, True, False, False] and not pick[1].any()
+  assert clips_lib.synth_pixel_masks(classes, labels, "conveyor")[2, 0].tolist() == [
+      False, False, True, False]
+  assert set(clips_lib.MOVING_PART_CLASSES) == set(synth.SCENES)
+  assert all(set(v) <= set(synth.SEMANTIC_CLASSES) for v in clips_lib.MOVING_PART_CLASSES.values())
+  with pytest.raises(DataError, match="no moving parts known for synthetic scene 'kitchen'"):
+    clips_lib.synth_pixel_masks(classes, labels, "kitchen")
+
+
+# --------------------------------------------------------------------------- MVTec AD
+
+
+@pytest.fixture
+def mvtec(tmp_path):
+  return write_mvtec(tmp_path / "bottle")
+
+
+TEST_NAMES = ["crack/000", "crack/001", "good/000", "good/001", "scratch/000"]
+
+
+def test_mvtec_layout(mvtec):
+  assert public.detect_layout(mvtec) == "mvtec"
+  train = public.index_dataset(mvtec, split="train")
+  assert [e.name for e in train] == list(MVTEC_TRAIN)
+  assert all(e.num_frames == 1 and not e.labels.any() and e.mask_source is None
+             and e.source.suffix == ".png" and e.label_source is None for e in train)
+  entries = public.index_dataset(mvtec)
+  assert [e.name for e in entries] == TEST_NAMES
+  for e in entries:
+    defect, stem = e.name.split("/")
+    assert e.labels.tolist() == [defect != "good"] and e.meta == {"defect": defect}
+    assert e.label_source == mvtec / "test" / defect
+    assert e.mask_source == (None if defect == "good"
+                             else mvtec / "ground_truth" / defect / f"{stem}_mask.png")
+  assert public.load_pixel_masks(entries[0]).shape == (1, *MVTEC_HW)
+  assert public.load_pixel_masks(entries[2]) is None      # good: no mask file
+  clips = public.load_dataset(mvtec)
+  for clip in clips:
+    level = MVTEC_TEST[clip.name][0]
+    defect = clip.name.split("/")[0]
+    assert clip.frames.shape == (1, *MVTEC_HW, 3) and clip.frames.dtype == np.uint8
+    assert clip.frames[0, 0, 0].tolist() == [level + 10, level + 5, level]   # BGR -> RGB
+    assert clip.labels.tolist() == [defect != "good"]
+    assert clip.frame_types.tolist() == ["" if defect == "good" else defect]
+    assert clip.pixel_masks.dtype == bool
+    assert np.array_equal(clip.pixel_masks, mvtec_mask(clip.name)[None])
+    assert clip.meta["defect"] == defect and clip.meta["layout"] == "mvtec"
+  train_clips = public.load_dataset(mvtec, split="train")
+  assert [c.frames[0, 0, 0, 2] for c in train_clips] == list(MVTEC_TRAIN.values())
+  assert all(c.pixel_masks.shape == (1, *MVTEC_HW) and not c.pixel_masks.any()
+             for c in train_clips)
+
+
+def test_mvtec_resize_and_colour(mvtec, tmp_path):
+  size = (6, 8)
+  for clip in public.load_dataset(mvtec, size=size, grayscale=True):
+    assert clip.frames.shape == (1, *size, 1)
+    assert clip.pixel_masks.shape == (1, *size)
+    assert np.array_equal(clip.pixel_masks[0], clips_lib.resize_nearest(
+        mvtec_mask(clip.name)[None], size)[0])
+    expected = cv2.cvtColor(mvtec_image(MVTEC_TEST[clip.name][0], gray=False),
+                            cv2.COLOR_BGR2GRAY)[0, 0]
+    assert clip.frames[0, 0, 0, 0] == expected
+  # Gray images (MVTec's grid, screw, zipper): RGB unless asked for gray.
+  gray = write_mvtec(tmp_path / "grid", gray=True)
+  (clip, *_) = public.load_dataset(gray, grayscale=False)
+  assert clip.frames.shape == (1, *MVTEC_HW, 3)
+  assert clip.frames[0, 0, 0].tolist() == [MVTEC_TEST["crack/000"][0]] * 3
+  (clip, *_) = public.load_dataset(gray, grayscale=True)
+  assert clip.frames.shape == (1, *MVTEC_HW, 1)
+
+
+def test_mvtec_detection(tmp_path, mvtec):
+  train_only = tmp_path / "train_only"
+  shutil.copytree(mvtec / "train", train_only / "train")
+  assert public.detect_layout(train_only) == "mvtec"
+  test_only = tmp_path / "test_only"
+  shutil.copytree(mvtec / "test", test_only / "test")
+  shutil.copytree(mvtec / "ground_truth", test_only / "ground_truth")
+  assert public.detect_layout(test_only) == "mvtec"
+  assert [e.name for e in public.index_dataset(test_only)] == TEST_NAMES
+  with pytest.raises(DataError, match=r"its subfolders are datasets, pass one of them: "
+                                      r".*bottle \(mvtec\)"):
+    public.detect_layout(tmp_path)
+  junk = tmp_path / "junk"
+  (junk / "stuff").mkdir(parents=True)
+  with pytest.raises(DataError, match=r"mvtec: train/good/ or test/ with ground_truth/"):
+    public.detect_layout(junk)
+
+
+def test_mvtec_errors(mvtec):
+  with pytest.raises(DataError, match=r"has no val split \(only train and test\)"):
+    public.index_dataset(mvtec, split="val")
+  with pytest.raises(DataError, match=r"labels_file= does not apply to the mvtec layout"):
+    public.index_dataset(mvtec, labels_file=mvtec / "x.mat")
+  # A defect image without its mask (or its defect's whole folder): the expected path.
+  mask = mvtec / "ground_truth" / "crack" / "001_mask.png"
+  kept = mask.read_bytes()
+  mask.unlink()
+  with pytest.raises(DataError, match=r"ground_truth/crack/001_mask.png is missing: every MVTec "
+                                      r"AD defect image needs its mask"):
+    public.index_dataset(mvtec)
+  mask.write_bytes(kept)
+  shutil.rmtree(mvtec / "ground_truth" / "scratch")
+  with pytest.raises(DataError, match=r"ground_truth/scratch/000_mask.png is missing"):
+    public.index_dataset(mvtec)
+  # An unreadable image is found when it is decoded, naming it.
+  (mvtec / "train" / "good" / "001.png").write_bytes(b"not a png")
+  (entry,) = [e for e in public.index_dataset(mvtec, split="train") if e.name == "good/001"]
+  with pytest.raises(DataError, match=r"cannot decode .*train/good/001.png"):
+    public.load_clip(entry)
+  # An empty or missing train/good.
+  for f in (mvtec / "train" / "good").iterdir():
+    f.unlink()
+  with pytest.raises(DataError, match=r"train/good holds no images"):
+    public.index_dataset(mvtec, split="train")
+  (mvtec / "train" / "good").rmdir()
+  with pytest.raises(DataError, match=r"train/good is missing: an MVTec AD category keeps"):
+    public.index_dataset(mvtec, split="train", layout="mvtec")
 
 
 # --------------------------------------------------------------------------- layout errors

@@ -1,19 +1,22 @@
 """The PyTorch baselines of bench/torch_baselines against jaxvad's models, on the same weights.
 
 For each method (`convlstm_ae`, `r3d_partition`, `predictive_ae` and its variants, `ffp`,
-`f2lm`): random jaxvad variables (every bias, BN scale / shift and running statistic random, so
-no layer is an identity) are copied into the torch model with its `load_flax_variables`; the
-eval forward (the method's `score_step` output) and the training loss (`train_step`'s, or for
-the other predictive variants the train-mode prediction and eq. 3.1; for ffp every loss of the
-step of both networks and the parameters after it; for f2lm every loss of both training phases
-and the score's terms) must then agree. Tolerances are relative to the output's magnitude; the
-measured values are in the comments.
+`f2lm`, `cutpaste`): random jaxvad variables (every bias, BN scale / shift and running
+statistic random, so no layer is an identity) are copied into the torch model with its
+`load_flax_variables`; the eval forward (the method's `score_step` output) and the training
+loss (`train_step`'s, or for the other predictive variants the train-mode prediction and eq.
+3.1; for ffp every loss of the step of both networks and the parameters after it; for f2lm
+every loss of both training phases and the score's terms; for cutpaste the GDE and softmax
+scores, the Grad-CAM and patch-GDE maps, the loss and every parameter's first SGD update) must
+then agree. Tolerances are relative to the output's magnitude; the measured values are in the
+comments.
 
 Sizes are tiny (width 0.125, ffp and f2lm 0.0625, 16..32 px, T = 4, f2lm 5) and the jaxvad
 variables are drawn with numpy from `jax.eval_shape` shapes, not `model.init`: the file ran in
 ~30 s on 2 CPU cores before the ffp tests, most of it XLA compiling the jaxvad steps (measured
 28 s; 55 s while another job held 1.4 cores); the two ffp tests add ~25 s (measured alone,
-under load), the fast f2lm tests ~4 s; the f2lm phases test (~45 s) is slow-marked.
+under load), the fast f2lm tests ~4 s; the f2lm phases test (~45 s) is slow-marked; the three
+cutpaste tests ~25 s (under load).
 """
 
 import copy
@@ -72,12 +75,12 @@ def _frames(shape, seed=1):
 
 def test_get_names_every_method():
   assert torch_baselines.METHODS == ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp",
-                                     "f2lm")
+                                     "f2lm", "cutpaste")
   for name in torch_baselines.METHODS:
     module = torch_baselines.get(name)
     for fn in ("build", "train_loss", "score", "load_flax_variables"):
       assert callable(getattr(module, fn)), (name, fn)
-  for name in ("ffp", "f2lm"):   # their own updates (two Adams; three AdamWs)
+  for name in ("ffp", "f2lm", "cutpaste"):   # their own updates (2 Adams; 3 AdamWs; SGD)
     for fn in ("optimizers", "train_losses", "train_step"):
       assert callable(getattr(torch_baselines.get(name), fn)), (name, fn)
   # A baseline's phases are the method's, by name (bench/models.py times each).
@@ -523,3 +526,121 @@ def test_f2lm_noise_patches_touch_only_chosen_patches(kind):
       zero = np.all(patch == 0, axis=0)
       np.testing.assert_array_equal(patch[:, ~zero], clean[:, ~zero])
   assert 0 < changed < 48
+
+
+# --------------------------------------------------------------------------- cutpaste
+
+from jaxvad import density as density_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from jaxvad.methods import cutpaste as cutpaste_method  # noqa: E402
+
+CUTPASTE_TINY = ["model.width=0.125", "model.head_layers=[16]", "model.embed_dim=16",
+                 "data.roi=[]", "data.size=[32,32]", "train.batch_size=4"]
+
+
+def _random_gaussian(dim, rng):
+  """A random GaussianDensity: mean ~ 0.1 N(0, 1), a random SPD precision."""
+  a = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+  return density_lib.GaussianDensity(
+      mean=jnp.asarray(0.1 * rng.standard_normal(dim), jnp.float32),
+      precision=jnp.asarray(a @ a.T + 0.5 * np.eye(dim), jnp.float32))
+
+
+@pytest.fixture(scope="module")
+def cutpaste_setup():
+  """A batch of 4 frames 32x32 with their K = 2 views (the method's host transform, whole-frame
+  boxes), random `CutPasteNet` variables and random Gaussians (pooled and layer3)."""
+  config = config_lib.load_config("cutpaste_demo", CUTPASTE_TINY)
+  rng = np.random.default_rng(4)
+  frames = _frames((4, 1, 32, 32, 3), seed=4)
+  items = [cutpaste_method.pseudo_anomaly_views(
+      config, {"frames": frames[i], "box": np.array([[0, 0, 32, 32]], np.int32)}, rng)
+      for i in range(4)]
+  batch = {k: np.stack([item[k] for item in items]) for k in items[0]}
+  model = cutpaste_method.build_model(config)
+  x = cutpaste_method.encoder_input(cutpaste_method.to_float(frames[:, 0]))
+  variables = _variables(model, x, train=False)
+  dims = cutpaste_method._feature_dims(config)   # pylint: disable=protected-access
+  gaussians = {"density": _random_gaussian(dims["pooled"], rng),
+               "patch_density": _random_gaussian(dims["layer3"], rng)}
+  return dict(config=config, batch=batch, variables=variables, gaussians=gaussians)
+
+
+def _cutpaste_state(config, setup):
+  state = cutpaste_method.create_state(config, jax.random.key(0),
+                                       {"frames": setup["batch"]["frames"]})
+  return state.replace(params=setup["variables"]["params"],
+                       batch_stats=setup["variables"]["batch_stats"], **setup["gaussians"])
+
+
+def _cutpaste_torch(config, setup):
+  baseline = torch_baselines.get("cutpaste")
+  model = baseline.build(config)
+  baseline.load_flax_variables(model, setup["variables"], **setup["gaussians"])
+  batch = setup["batch"]
+  return (baseline, model, torch.from_numpy(batch["frames"]),
+          {k: torch.from_numpy(v) for k, v in batch.items() if k != "frames"})
+
+
+@pytest.mark.parametrize("localize", ["gradcam", "patch_gde"])
+def test_cutpaste_score_matches_jaxvad(cutpaste_setup, localize):
+  """`score` against `cutpaste.score_step` on the same weights and Gaussians: the GDE distance,
+  1 - p(normal), the class probabilities and the map (Grad-CAM at layer3, min-max, upsampled
+  bilinearly; or the per-position Mahalanobis distance, upsampled)."""
+  config = config_lib.load_config("cutpaste_demo",
+                                  [*CUTPASTE_TINY, f"model.localize={localize}"])
+  state = _cutpaste_state(config, cutpaste_setup)
+  want = jax.device_get(jax.jit(cutpaste_method.score_step)(state, cutpaste_setup["batch"]))
+  baseline, model, frames_t, inputs_t = _cutpaste_torch(config, cutpaste_setup)
+  got = baseline.score(model, frames_t, inputs_t)
+  assert set(got) == {"gde", "softmax", "probs", "map"}
+  assert got["gde"].shape == got["softmax"].shape == (4, 1)
+  assert got["probs"].shape == (4, 1, 3) and got["map"].shape == (4, 1, 32, 32)
+  # measured: gde 0 (identical), softmax 3.5e-7, probs 3.0e-7
+  for name in ("gde", "softmax", "probs"):
+    assert _rel_diff(got[name], want[name]) < RTOL, name
+  # Grad-CAM maps (min-max of a 2x2 layer3 map, then x16 bilinear): measured 8.3e-7;
+  # patch_gde maps: 2.7e-7. The min-max amplifies rounding where a map's span is small,
+  # hence the looser bound.
+  assert _rel_diff(got["map"], want["map"]) < 1e-4
+  if localize == "gradcam":   # not trivially all zeros: every frame's map spans [0, 1]
+    assert np.all(want["map"].max(axis=(1, 2, 3)) > 0.5) and np.min(want["map"]) == 0.0
+  assert not any(p.grad is not None for p in model.parameters())   # autograd.grad only
+
+
+def test_cutpaste_train_step_matches_jaxvad(cutpaste_setup):
+  """One training step on the same weights, frames and views: the cross-entropy loss and the
+  accuracy of jaxvad's `train_step` (train-mode BN, frame-major images, labels 0..K), and
+  every parameter's update of its first SGD step (lr = the cosine's start, weight decay,
+  momentum) against torch's SGD."""
+  config = cutpaste_setup["config"]
+  state = _cutpaste_state(config, cutpaste_setup)
+  new_state, metrics = jax.jit(cutpaste_method.train_step)(state, cutpaste_setup["batch"])
+  baseline, model, frames_t, inputs_t = _cutpaste_torch(config, cutpaste_setup)
+  before = {k: v.detach().clone() for k, v in model.named_parameters()}
+  optimizers = baseline.optimizers(model, config)
+  group = optimizers[0].param_groups[0]
+  assert (group["lr"], group["momentum"], group["weight_decay"]) == (
+      config.train.learning_rate, config.model.momentum, config.model.weight_decay)
+  losses = baseline.train_step(model, optimizers, frames_t, inputs_t)
+  assert losses["loss"].item() == pytest.approx(float(metrics["loss"]), rel=1e-5)  # 6e-7
+  assert losses["accuracy"].item() == pytest.approx(float(metrics["accuracy"]))
+  stepped = baseline.load_flax_variables(baseline.build(config), {
+      "params": new_state.params, "batch_stats": new_state.batch_stats})
+  want = dict(stepped.named_parameters())
+  # Each update against jaxvad's, relative to the tensor's largest update, beyond 2 float32
+  # ulps of the parameter (both sides round p - lr (g + wd p) to float32: for BN scales ~1.5
+  # with updates ~1e-3 one ulp alone is 1.2e-4 of the update). Measured: 1.4e-5 beyond.
+  worst = 0.0
+  for name, p in model.named_parameters():
+    b, got_p, want_p = (t.detach().numpy() for t in (before[name], p, want[name]))
+    ulp = np.spacing(np.maximum(np.abs(b), np.abs(want_p)))
+    excess = np.maximum(np.abs(got_p - want_p) - 2 * ulp, 0).max()
+    worst = max(worst, float(excess / np.abs(want_p - b).max()))
+  assert worst < 1e-4, worst
+
+
+def test_cutpaste_train_loss_needs_views(cutpaste_setup):
+  baseline, model, frames_t, inputs_t = _cutpaste_torch(cutpaste_setup["config"],
+                                                        cutpaste_setup)
+  with pytest.raises(ValueError, match="views"):
+    baseline.train_loss(model, frames_t, {"box": inputs_t["box"]})

@@ -16,16 +16,21 @@ Every method name of `METHODS` maps to a module with the same four functions:
       `[B, T, H, W, C]` batch (moved to the model's device inside), in train mode; the caller
       runs backward and the optimizer. `targets`: r3d_partition's per-frame soft labels
       `[B, T, C]`; for a method with per-frame inputs (`Method.frame_inputs`: f2lm) the dict of
-      them, `{"flow": [B, T, H, W, 2], "classes": [B, T, H, W]}`; unused by the others.
+      them, `{"flow": [B, T, H, W, 2], "classes": [B, T, H, W]}` (cutpaste: `{"box": [B, 1, 4],
+      "views": [B, K, H, W, C]}`, the host transform's pseudo-anomaly views); unused by the
+      others.
   score(model, frames) -> tensor or dict of tensors
       As the method's `score_step`, in eval mode without autograd: per-frame PSNR (`[B, T]`
       convlstm_ae, `[B, 1]` predictive_ae and ffp), partition probabilities (`[B, T, C]`
-      r3d_partition), or f2lm's score terms (`[B, 1]` each). A method with per-frame inputs
-      takes them as a third argument, `score(model, frames, inputs)`.
+      r3d_partition), f2lm's score terms (`[B, 1]` each), or cutpaste's ("gde", "softmax"
+      `[B, 1]`, "probs" `[B, 1, K]`, the Grad-CAM "map" `[B, 1, H, W]`; eval mode, autograd
+      only for the Grad-CAM backward). A method with per-frame inputs takes them as a third
+      argument, `score(model, frames, inputs)`.
   load_flax_variables(model, variables) -> model
       Copies a jaxvad model's `{"params", "batch_stats"}` into it, so both frameworks run the
       same weights (tests/test_torch_baselines.py); ffp takes `{"generator": ...,
-      "discriminator": ...}`, one such dict per network, f2lm also `"destroyer": ...`.
+      "discriminator": ...}`, one such dict per network, f2lm also `"destroyer": ...`;
+      cutpaste also takes the fitted Gaussians (`density=`, `patch_density=`, or those keys).
 
   from bench.torch_baselines import get
   baseline = get(config.method)
@@ -33,7 +38,8 @@ Every method name of `METHODS` maps to a module with the same four functions:
   loss = baseline.train_loss(model, frames); loss.backward(); optimizer.step()
 
 A method that trains several networks with optimizers of their own (ffp: a generator and a
-discriminator, two Adams at two learning rates; f2lm: three AdamWs) also has
+discriminator, two Adams at two learning rates; f2lm: three AdamWs), or whose optimizer is not
+Adam (cutpaste: SGD with momentum and weight decay), also has
 
   optimizers(model, config) -> tuple of torch.optim.Optimizer
   train_losses(model, frames, targets=None) -> dict of scalar tensors
@@ -55,16 +61,17 @@ from __future__ import annotations
 
 import types
 
-from bench.torch_baselines import convlstm_ae, f2lm, ffp, predictive_ae, r3d_partition
+from bench.torch_baselines import (convlstm_ae, cutpaste, f2lm, ffp, predictive_ae,
+                                   r3d_partition)
 from bench.torch_baselines.common import configure
 
 __all__ = ["METHODS", "BASELINES", "get", "configure", "convlstm_ae", "r3d_partition",
-           "predictive_ae", "ffp", "f2lm"]
+           "predictive_ae", "ffp", "f2lm", "cutpaste"]
 
-METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp", "f2lm")
+METHODS = ("convlstm_ae", "r3d_partition", "predictive_ae", "ffp", "f2lm", "cutpaste")
 BASELINES: dict[str, types.ModuleType] = {
     "convlstm_ae": convlstm_ae, "r3d_partition": r3d_partition, "predictive_ae": predictive_ae,
-    "ffp": ffp, "f2lm": f2lm}
+    "ffp": ffp, "f2lm": f2lm, "cutpaste": cutpaste}
 
 
 def get(method: str) -> types.ModuleType:

@@ -1,9 +1,10 @@
 """Clips in memory, and the reader of jaxvad's synthetic benchmark on disk.
 
 `Clip` is what every loader returns (`jaxvad.data.public` for the public layouts,
-`load_synthetic` here); `read_meta`, `read_labels`, `read_classes` and `resize_nearest` are
-shared with the `synth` entries of `public.load_dataset`. `jaxvad.data.datasets` picks the
-loader from a config.
+`load_synthetic` here); `read_meta`, `read_labels`, `read_classes`, `resize_nearest` and
+`synth_pixel_masks` are shared with the `synth` entries of `public.load_dataset`. `crop_clip`
+cuts every per-pixel array of a clip to one region (`data.roi`). `jaxvad.data.datasets` picks
+the loader from a config.
 """
 
 from __future__ import annotations
@@ -17,8 +18,17 @@ import numpy as np
 from jaxvad.data import synth, video
 from jaxvad.errors import DataError
 
-__all__ = ["Clip", "load_synthetic", "read_meta", "read_labels", "read_classes",
-           "resize_nearest"]
+__all__ = ["Clip", "MOVING_PART_CLASSES", "load_synthetic", "read_meta", "read_labels",
+           "read_classes", "resize_nearest", "synth_pixel_masks", "synth_scene", "crop_clip"]
+
+# The synthetic scenes' moving parts (names from synth.SEMANTIC_CLASSES): every anomaly of a
+# scene happens to (or is the absence of) these objects, so their pixels in the anomalous
+# frames stand in for the ground-truth anomaly masks the renderer does not draw
+# (`synth_pixel_masks`).
+MOVING_PART_CLASSES: dict[str, tuple[str, ...]] = {
+    "pickplace": ("arm", "block"),
+    "conveyor": ("box",),
+}
 
 
 @dataclasses.dataclass
@@ -34,6 +44,10 @@ class Clip:
                                           # "" on normal frames; None when unknown
   classes: np.ndarray | None = None   # uint8 [T, H, W]: per-pixel ids into synth.SEMANTIC_CLASSES
                                       # (the synthetic benchmark's rendered maps); else None
+  pixel_masks: np.ndarray | None = None   # bool [T, H, W] ground-truth anomaly masks, True =
+                                          # anomalous pixel (all False on normal frames); None
+                                          # when unknown. Synthetic: derived, see
+                                          # `synth_pixel_masks`
 
 
 def rerender_hint(root: pathlib.Path) -> str:
@@ -98,6 +112,78 @@ def read_classes(arrays: dict, num_frames: int, path: pathlib.Path, root: pathli
   return classes
 
 
+def synth_pixel_masks(classes: np.ndarray, labels: np.ndarray, scene: str) -> np.ndarray:
+  """Approximate anomaly masks of a synthetic clip, from its class maps and frame labels.
+
+  The renderer draws no anomaly masks, but every anomaly of a scene concerns its moving parts
+  (`MOVING_PART_CLASSES`: the arm and block of `pickplace`, the box of `conveyor`). So the mask
+  of an anomalous frame is the pixels of those classes, and a normal frame's is all False.
+
+  This is an approximation, good enough to score where a localiser looks but not a pixel-exact
+  ground truth: it marks the whole objects involved, not the defective part (for `dropped` the
+  arm and the fallen block, not only the block; for `stall` the frozen arm and block), and it
+  cannot mark what is not there: for `missing` the box is absent, so the mask is empty although
+  the frame is anomalous.
+
+  Args:
+    classes: uint8 [T, H, W] ids into `synth.SEMANTIC_CLASSES` (`Clip.classes`).
+    labels: bool [T], True = anomalous frame.
+    scene: a `synth.SCENES` name.
+
+  Returns:
+    bool [T, H, W].
+
+  Raises:
+    DataError: an unknown scene (naming the known ones).
+  """
+  if scene not in MOVING_PART_CLASSES:
+    raise DataError(f"no moving parts known for synthetic scene {scene!r}: choose one of "
+                    f"{', '.join(MOVING_PART_CLASSES)} (clips.MOVING_PART_CLASSES)")
+  ids = [synth.SEMANTIC_CLASSES.index(name) for name in MOVING_PART_CLASSES[scene]]
+  labels = np.asarray(labels, bool)
+  return np.isin(classes, ids) & labels[:, None, None]
+
+
+def synth_scene(meta: dict, root: pathlib.Path) -> str:
+  """A benchmark's scene: benchmark.json's `scene`, else the folder's name (`<out>/<scene>`)."""
+  scene = meta.get("scene")
+  return scene if isinstance(scene, str) and scene else root.name
+
+
+def crop_clip(clip: Clip, roi) -> Clip:
+  """The clip cut to one region: frames, workspace masks, class maps and pixel masks alike.
+
+  Every per-pixel array is cut the same way, so they stay aligned. The results are copies, not
+  views, so the uncropped arrays can be freed.
+
+  Args:
+    clip: the clip.
+    roi: (x, y, w, h) in pixels of the clip's frames (column, row, width, height).
+
+  Returns:
+    A new `Clip` whose per-pixel arrays are [T, h, w, ...], with `meta["roi"] = [x, y, w, h]`
+    (so side files of the uncropped frames, e.g. per-clip class maps, can be cut alike); labels
+    and the rest shared.
+
+  Raises:
+    DataError: the region does not fit inside the frames (naming the clip and both sizes).
+  """
+  x, y, w, h = (int(v) for v in roi)
+  height, width = clip.frames.shape[1:3]
+  if min(x, y) < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
+    raise DataError(f"roi [x={x}, y={y}, w={w}, h={h}] does not fit inside the {width}x{height} "
+                    f"(WxH) frames of clip {clip.name}: choose x + w <= {width} and "
+                    f"y + h <= {height}")
+
+  def cut(array):
+    return None if array is None else np.ascontiguousarray(array[:, y:y + h, x:x + w])
+
+  return dataclasses.replace(clip, frames=cut(clip.frames),
+                             workspace_mask=cut(clip.workspace_mask), classes=cut(clip.classes),
+                             pixel_masks=cut(clip.pixel_masks),
+                             meta={**(clip.meta or {}), "roi": [x, y, w, h]})
+
+
 def _frame_types(index: np.ndarray, anomaly: np.ndarray, meta: dict, path: pathlib.Path,
                  root: pathlib.Path) -> np.ndarray:
   """str [T] from the labels file's int8 `anomaly_type_index` (-1 = normal)."""
@@ -123,8 +209,10 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
 
   Returns:
     The split's clips in benchmark.json order, with labels, per-frame anomaly types
-    (`frame_types`), distractor flags, workspace masks, semantic class maps (`classes`) and
-    the clip's benchmark.json entry as `meta`.
+    (`frame_types`), distractor flags, workspace masks, semantic class maps (`classes`),
+    approximate anomaly masks derived from the class maps (`pixel_masks`, see
+    `synth_pixel_masks`: the scene's moving parts in anomalous frames) and the clip's
+    benchmark.json entry as `meta`.
 
   Raises:
     DataError: no benchmark.json, unknown split, a missing clip folder or labels file, a
@@ -135,6 +223,7 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
   if split not in synth.SPLITS:
     raise DataError(f"unknown split {split!r} for {root}: choose one of {', '.join(synth.SPLITS)}")
   num_names = len(meta.get("distractor_names", synth.DISTRACTORS))
+  scene = synth_scene(meta, root)
   clips = []
   for entry in meta["clips"]:
     if entry.get("split") != split:
@@ -158,7 +247,9 @@ def load_synthetic(root, split: str, *, size: tuple[int, int] | None = None,
     if size is not None and tuple(size) != mask.shape[1:]:
       mask = resize_nearest(mask, tuple(size))
     classes = read_classes(arrays, t, labels_path, root, size)
-    clips.append(Clip(name=name, frames=frames, labels=anomaly.astype(bool),
+    labels = anomaly.astype(bool)
+    clips.append(Clip(name=name, frames=frames, labels=labels,
                       distractors=flags.astype(bool), workspace_mask=mask, meta=dict(entry),
-                      frame_types=frame_types, classes=classes))
+                      frame_types=frame_types, classes=classes,
+                      pixel_masks=synth_pixel_masks(classes, labels, scene)))
   return clips

@@ -7,6 +7,11 @@ do the same from a config's `data` section, rendering (and caching) the benchmar
 Public layouts without a validation split (all but `intervals` with a `val/` folder) get one
 carved from their normal training videos with `data.val_from_train`: `val_from_train_names`
 says which videos, `load_split` serves them as `val` and leaves them out of `train`.
+
+`data.roi` crops every clip `load_split` returns after resizing to `data.size`, so the region
+is given in the pixels of the frames the model sees (one coordinate system, whatever the
+dataset's stored size), and every per-pixel array (frames, workspace masks, class maps, pixel
+masks) is cut alike. `frame_size` is the (H, W) that results.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import warnings
 
 import numpy as np
 
+from jaxvad.data import clips as clips_lib
 from jaxvad.data import public, synth
 from jaxvad.data.clips import Clip, load_synthetic
 from jaxvad.errors import ConfigError, DataError
 
-__all__ = ["Clip", "load_synthetic", "ensure_benchmark", "stored_size", "load_split",
-           "has_val_split", "val_from_train_names"]
+__all__ = ["Clip", "load_synthetic", "ensure_benchmark", "stored_size", "frame_size",
+           "load_split", "has_val_split", "val_from_train_names"]
 
 _VAL_SALT = 0x76616C    # "val": the carved split's random stream differs from any other use
 
@@ -86,7 +92,8 @@ def ensure_benchmark(data_cfg, *, progress: bool = True) -> pathlib.Path:
 def stored_size(data_cfg) -> tuple[int, int]:
   """(H, W) of the stored frames: the rendered benchmark's, else the size it will be rendered at.
 
-  Public datasets have no single stored size: their configs must set `data.size`.
+  Public datasets have no single stored size: their configs must set `data.size`. This is the
+  size before the `data.roi` crop; `frame_size` is the size after it.
   """
   if data_cfg.size:
     return tuple(data_cfg.size)
@@ -96,6 +103,37 @@ def stored_size(data_cfg) -> tuple[int, int]:
     h, w = synth._read_json(root / "benchmark.json")["size"]
     return int(h), int(w)
   return synth.PRESETS[data_cfg.preset].size
+
+
+def frame_size(data_cfg) -> tuple[int, int]:
+  """(H, W) of the frames `load_split` returns: `data.roi`'s (h, w) when set, else `stored_size`.
+
+  What a model's input shape comes from: `stored_size` is the size before the `data.roi` crop.
+  """
+  if data_cfg.roi:
+    return int(data_cfg.roi[3]), int(data_cfg.roi[2])
+  return stored_size(data_cfg)
+
+
+def _check_roi_fits(data_cfg, size: tuple[int, int], where) -> None:
+  """`data.roi` inside (H, W) frames, else a DataError naming the key, both sizes and the fix."""
+  if not data_cfg.roi:
+    return
+  h, w = size
+  x, y, rw, rh = data_cfg.roi
+  if x + rw > w or y + rh > h:
+    source = "data.size" if data_cfg.size else "their stored size"
+    raise DataError(f"data.roi = {list(data_cfg.roi)} does not fit inside the {w}x{h} (WxH) "
+                    f"frames of {where} ({source}): choose x + w <= {w} and y + h <= {h}, or "
+                    f"set data.size to frames that hold it")
+
+
+def _crop(data_cfg, clips: list[Clip], where) -> list[Clip]:
+  """`clips` cut to `data.roi`, in place (each uncropped clip can be freed once replaced)."""
+  for i, clip in enumerate(clips if data_cfg.roi else ()):
+    _check_roi_fits(data_cfg, clip.frames.shape[1:3], f"clip {clip.name} of {where}")
+    clips[i] = clips_lib.crop_clip(clip, data_cfg.roi)
+  return clips
 
 
 def _public_layout(data_cfg) -> tuple[pathlib.Path, str]:
@@ -109,7 +147,8 @@ def has_val_split(root, layout: str) -> bool:
   """Whether a dataset of `layout` at `root` has its own validation split on disk.
 
   Only the synthetic benchmark and an `intervals` dataset with a `val/` folder do; UCSD,
-  Avenue, ShanghaiTech and the ano_pred/MNAD frames layout have train and test only.
+  Avenue, ShanghaiTech, the ano_pred/MNAD frames layout and MVTec AD (whose "videos" are single
+  images) have train and test only.
   """
   if layout == "synth":
     return True
@@ -164,41 +203,55 @@ def load_split(data_cfg, split: str) -> list[Clip]:
   videos `val_from_train_names` picks (their `meta` says `"split": "val"` and
   `"val_from_train": true`) and `train` is the rest.
 
+  With `data.roi` set, every clip is cropped to it after resizing (module docstring); a region
+  that does not fit the frames is refused before anything is decoded where the size is known.
+
   Args:
-    data_cfg: a `jaxvad.config.DataConfig`; `size` (empty = stored size) and `grayscale`
-      apply to the frames.
+    data_cfg: a `jaxvad.config.DataConfig`; `size` (empty = stored size), `roi` and
+      `grayscale` apply to the frames.
     split: `train`, `val` or `test`.
 
   Returns:
-    The clips, as from `load_synthetic` (or `public.load_dataset` for a public layout).
+    The clips, as from `load_synthetic` (or `public.load_dataset` for a public layout), with
+    frames of `frame_size(data_cfg)`.
 
   Raises:
     ConfigError: `data.val_from_train` set for a dataset with its own val split, or taking
       every training video.
-    DataError: `val` asked of a layout without one while `data.val_from_train` is 0; as
-      `load_synthetic` / `public.load_dataset` otherwise.
+    DataError: `val` asked of a layout without one while `data.val_from_train` is 0;
+      `data.roi` outside the frames; as `load_synthetic` / `public.load_dataset` otherwise.
   """
   size = tuple(data_cfg.size) if data_cfg.size else None
   if data_cfg.dataset != "synth":
     root, layout = _public_layout(data_cfg)
-    carve = bool(data_cfg.val_from_train)
-    if carve and has_val_split(root, layout):
-      raise ConfigError(f"data.val_from_train = {data_cfg.val_from_train!r}, but the {layout} "
-                        f"dataset at {root} has its own val split: set data.val_from_train = 0")
-    if carve and split in ("train", "val"):
-      entries = public.index_dataset(root, layout=layout, split="train")
-      held_out = set(val_from_train_names(data_cfg, [e.name for e in entries]))
-      clips = [public.load_clip(e, size=size, grayscale=data_cfg.grayscale)
-               for e in entries if (e.name in held_out) == (split == "val")]
-      if split == "val":
-        for clip in clips:
-          clip.meta = {**clip.meta, "split": "val", "val_from_train": True}
-      return clips
-    if split == "val" and not has_val_split(root, layout):
-      raise DataError(f"the {layout} dataset at {root} has no val split: set "
-                      f"data.val_from_train to a number of training videos (e.g. 2) or a "
-                      f"fraction (e.g. 0.1) to hold out as one")
-    return public.load_dataset(root, layout=layout, split=split, size=size,
-                               grayscale=data_cfg.grayscale)
+    if size is not None:
+      _check_roi_fits(data_cfg, size, root)
+    return _crop(data_cfg, _load_public(data_cfg, root, layout, split, size), root)
   root = ensure_benchmark(data_cfg)
-  return load_synthetic(root, split, size=size, grayscale=data_cfg.grayscale)
+  _check_roi_fits(data_cfg, stored_size(data_cfg), root)
+  return _crop(data_cfg, load_synthetic(root, split, size=size, grayscale=data_cfg.grayscale),
+               root)
+
+
+def _load_public(data_cfg, root: pathlib.Path, layout: str, split: str,
+                 size: tuple[int, int] | None) -> list[Clip]:
+  """`load_split` of a public layout, before the `data.roi` crop."""
+  carve = bool(data_cfg.val_from_train)
+  if carve and has_val_split(root, layout):
+    raise ConfigError(f"data.val_from_train = {data_cfg.val_from_train!r}, but the {layout} "
+                      f"dataset at {root} has its own val split: set data.val_from_train = 0")
+  if carve and split in ("train", "val"):
+    entries = public.index_dataset(root, layout=layout, split="train")
+    held_out = set(val_from_train_names(data_cfg, [e.name for e in entries]))
+    clips = [public.load_clip(e, size=size, grayscale=data_cfg.grayscale)
+             for e in entries if (e.name in held_out) == (split == "val")]
+    if split == "val":
+      for clip in clips:
+        clip.meta = {**clip.meta, "split": "val", "val_from_train": True}
+    return clips
+  if split == "val" and not has_val_split(root, layout):
+    raise DataError(f"the {layout} dataset at {root} has no val split: set "
+                    f"data.val_from_train to a number of training videos (e.g. 2) or a "
+                    f"fraction (e.g. 0.1) to hold out as one")
+  return public.load_dataset(root, layout=layout, split=split, size=size,
+                             grayscale=data_cfg.grayscale)

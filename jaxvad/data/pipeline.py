@@ -16,7 +16,7 @@ Frames stay uint8 throughout; the model casts on device, so the host ships 4x fe
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grain
 import jax
@@ -155,6 +155,9 @@ class WindowSource:
             f"frames {self.frame_shape})")
 
 
+_TRANSFORM_SALT = 0x686F7374   # "host": the transforms' stream differs from the shuffle's
+
+
 def _shuffle_seed(seed: int) -> int:
   # Grain seeds epoch e with seed + e, so raw neighbouring seeds share epochs; hashing
   # through SeedSequence makes them unrelated while staying deterministic.
@@ -164,6 +167,7 @@ def _shuffle_seed(seed: int) -> int:
 def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
                   global_batch_size: int, seed: int, shuffle: bool = True,
                   per_frame: dict[str, Sequence[np.ndarray]] | None = None,
+                  transform: Callable[[dict, np.random.Generator], dict] | None = None,
                   process_index: int | None = None,
                   process_count: int | None = None) -> grain.MapDataset:
   """Infinite random-access dataset of training batches: item k is the batch of step k.
@@ -182,6 +186,9 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
     seed: data-order seed (>= 0).
     shuffle: shuffle the windows (per epoch); False keeps clip order.
     per_frame: per-frame targets windowed with the frames (see `WindowSource`).
+    transform: `(item, numpy Generator) -> item`, a random host transform of every window
+      (`Method.host_transform`); stream element j gets a generator seeded by (seed, j), so
+      the same window is transformed afresh in every epoch and a resumed run repeats it.
     process_index: this process (p); defaults to `jax.process_index()`.
     process_count: number of processes (P); defaults to `jax.process_count()`.
 
@@ -209,6 +216,8 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
   # repeat() only lifts the length; indices past one epoch reach shuffle, which reseeds
   # with the epoch number (reseed_each_epoch=True is grain's default).
   ds = ds.repeat(None)
+  if transform is not None:   # before the process split: element j's draw is global
+    ds = ds.random_map(transform, seed=_shuffle_seed(int(seed) ^ _TRANSFORM_SALT))
   if process_count > 1:
     ds = ds[process_index::process_count]
   return ds.batch(global_batch_size // process_count, drop_remainder=True)

@@ -26,6 +26,24 @@ Layouts (`LAYOUTS`); `detect_layout` tells them apart by the folders listed here
                 with split `train`, `val` or `test`. labels.json (schema below) is required in
                 `test`; in `train`/`val` it is optional and absent means all frames are normal.
   synth         jaxvad's own synthetic benchmark (`benchmark.json`; see `jaxvad.data.synth`).
+  mvtec         one category of MVTec AD (Bergmann et al. 2019) as distributed, e.g. `bottle/`:
+                  train/good/000.png ...                  normal training images
+                  test/good/000.png ...                   normal test images
+                  test/<defect>/000.png ...               anomalous test images (`crack`, ...)
+                  ground_truth/<defect>/000_mask.png ...  their masks, nonzero = anomalous
+                Each image is a clip of one frame named `<defect>/<stem>` (`good/<stem>` for
+                normal ones), labelled anomalous unless its folder is `good`, with frame_types
+                `[<defect>]` (`[""]` for good) and pixel masks (all False for good images). A
+                defect image without its mask file is an error naming the expected path (the
+                release has one for every defect image, so a missing one is a broken copy).
+                Only train/good/ is read from train/. Gray images (grid, screw, zipper) become
+                RGB unless grayscale=True, like any frame. MVTec AD has no validation split
+                (`data.val_from_train` holds out training images).
+
+Pixel masks. `load_clip` fills `Clip.pixel_masks` (bool [T, H, W], resized by nearest neighbour
+to the frames' size) wherever a dataset has ground-truth anomaly masks: UCSD `TestNNN_gt/`,
+Avenue `volLabel`, ShanghaiTech `test_pixel_mask/`, MVTec AD `ground_truth/`, and the synthetic
+benchmark's approximation from its class maps (`clips.synth_pixel_masks`); else None.
 
 Label files (public layouts). For the test split the labels come from the first of:
   1. `labels_file=` when given (a `.mat`, `.npy` or UCSD `.m` file, read as below);
@@ -103,7 +121,7 @@ __all__ = [
     "load_pixel_masks", "intervals_to_labels",
 ]
 
-LAYOUTS = ("ucsd", "avenue", "shanghaitech", "frames", "intervals", "synth")
+LAYOUTS = ("ucsd", "avenue", "shanghaitech", "frames", "intervals", "synth", "mvtec")
 SPLITS = ("train", "val", "test")
 JSON_LABELS = "labels.json"
 _JSON_KEYS = ("anomalous_frames", "one_indexed", "inclusive", "num_frames", "notes")
@@ -114,7 +132,9 @@ _SPLIT_DIRS = {
     "avenue": {"train": "training_videos", "test": "testing_videos"},
     "shanghaitech": {"train": "training", "test": "testing"},
     "frames": {"train": "training/frames", "test": "testing/frames"},
+    "mvtec": {"train": "train", "test": "test"},
 }
+MVTEC_NORMAL = "good"   # MVTec AD's folder of normal images (train/good/, test/good/)
 
 
 @dataclasses.dataclass
@@ -122,11 +142,13 @@ class VideoEntry:
   """One video of a dataset, indexed but not decoded.
 
   Attributes:
-    name: the video's name (`Test001`, `01`, `01_0014`, the event folder's name).
-    source: the video file or frame folder, as `video.read_frames` takes it.
+    name: the video's name (`Test001`, `01`, `01_0014`, the event folder's name; MVTec AD:
+      `<defect>/<stem>`).
+    source: the video file or frame folder, as `video.read_frames` takes it (MVTec AD: the
+      image file).
     labels: bool [T], True = anomalous; None when unknown (only with `require_labels=False`).
     mask_source: where its pixel masks are (a `_gt` folder, an Avenue `N_label.mat`, a
-      ShanghaiTech `test_pixel_mask/<name>.npy`), or None.
+      ShanghaiTech `test_pixel_mask/<name>.npy`, an MVTec AD `<stem>_mask.png`), or None.
     num_frames: frame count from listing the folder or the video header (exact for folders);
       None if not counted.
     label_source: the file the labels came from, for messages; None for normal-by-protocol
@@ -136,7 +158,7 @@ class VideoEntry:
       than its header announced.
     layout: one of `LAYOUTS`.
     split: `train`, `val` or `test`.
-    meta: extra facts (the synthetic benchmark's benchmark.json entry).
+    meta: extra facts (the synthetic benchmark's benchmark.json entry; MVTec AD: `defect`).
   """
   name: str
   source: pathlib.Path
@@ -558,6 +580,8 @@ def _read_vol_label(path: pathlib.Path) -> list[np.ndarray]:
 def _pixel_mask_array(path: pathlib.Path) -> np.ndarray:
   if path.is_dir():
     return np.stack(_read_mask_folder(path))
+  if path.suffix.lower() in video.FRAME_SUFFIXES:  # one image's mask (MVTec AD)
+    return _read_image_mask(path)[None]
   if path.suffix.lower() == ".mat":
     return np.stack(_read_vol_label(path))
   arr = _load_npy(path)
@@ -612,13 +636,18 @@ def _markers(root: pathlib.Path) -> dict[str, list[str]]:
       d = root / split
       if d.is_dir() and next(d.glob(f"*/{JSON_LABELS}"), None) is not None:
         found["intervals"].append(f"{split}/<event>/{JSON_LABELS}")
+  if _child(root, f"train/{MVTEC_NORMAL}") is not None:
+    found["mvtec"].append(f"train/{MVTEC_NORMAL}/")
+  if _child(root, "test") is not None and _child(root, "ground_truth") is not None:
+    found["mvtec"].append("test/ with ground_truth/")
   return found
 
 
 _LOOKED_FOR = ("synth: benchmark.json; ucsd: Train/TrainNNN/ or Test/TestNNN/; avenue: "
                "training_videos/ or testing_videos/; shanghaitech: testing/test_frame_mask/ or "
                "training/videos/; frames: training/frames/ or testing/frames/; intervals: "
-               f"<train|val|test>/<event>/{JSON_LABELS}")
+               f"<train|val|test>/<event>/{JSON_LABELS}; mvtec: train/{MVTEC_NORMAL}/ or test/ "
+               f"with ground_truth/")
 
 
 def _plain_split_folders(root: pathlib.Path) -> bool:
@@ -1081,9 +1110,62 @@ def _index_synth(root, split, labels_file, require_labels):
   return entries
 
 
+def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted((p for p in folder.iterdir() if p.is_file() and not _is_hidden(p)
+                 and p.suffix.lower() in video.FRAME_SUFFIXES), key=video._natural_key)
+
+
+def _mvtec_mask(root: pathlib.Path, defect: str, image: pathlib.Path) -> pathlib.Path:
+  """`ground_truth/<defect>/<stem>_mask.png` (any `FRAME_SUFFIXES` suffix) of a defect image."""
+  folder = _child(root, f"ground_truth/{defect}")
+  if folder is not None:
+    for suffix in dict.fromkeys((".png", image.suffix.lower(), *video.FRAME_SUFFIXES)):
+      for candidate in (folder / f"{image.stem}_mask{suffix}",
+                        folder / f"{image.stem}_mask{suffix.upper()}"):
+        if candidate.is_file():
+          return candidate
+  expected = (folder or root / "ground_truth" / defect) / f"{image.stem}_mask.png"
+  raise DataError(f"{expected} is missing: every MVTec AD defect image needs its mask (for "
+                  f"{image}); restore it from the dataset archive or move the image out of "
+                  f"test/{defect}/")
+
+
+def _index_mvtec(root, split, labels_file, require_labels):
+  del require_labels  # the folder names are the labels: every image has one
+  if labels_file is not None:
+    raise DataError(f"labels_file= does not apply to the mvtec layout {root}: an image's label "
+                    f"is its folder (test/{MVTEC_NORMAL}/ normal, test/<defect>/ anomalous)")
+  split_dir = _require_dir(root, _SPLIT_DIRS["mvtec"][split], "mvtec", split)
+  if split == "train":
+    good = _child(split_dir, MVTEC_NORMAL)
+    if good is None:
+      raise DataError(f"{split_dir / MVTEC_NORMAL} is missing: an MVTec AD category keeps its "
+                      f"normal training images in train/{MVTEC_NORMAL}/")
+    folders = [good]
+  else:
+    folders = _nonempty(_subdirs(split_dir), split_dir,
+                        f"defect folders ({MVTEC_NORMAL}/, <defect>/)")
+  entries = []
+  for folder in folders:
+    defect = folder.name
+    normal = defect.lower() == MVTEC_NORMAL
+    images = _image_files(folder)
+    if not images:
+      raise DataError(f"{folder} holds no images ({', '.join(video.FRAME_SUFFIXES)}); copy the "
+                      f"category's images there or remove the empty folder")
+    for image in images:
+      entries.append(VideoEntry(
+          name=f"{defect}/{image.stem}", source=image, labels=np.array([not normal]),
+          mask_source=None if normal else _mvtec_mask(root, defect, image), num_frames=1,
+          label_source=folder if split == "test" else None, intervals=None, layout="mvtec",
+          split=split, meta={"defect": defect}))
+  return entries
+
+
 _INDEXERS = {
     "ucsd": _index_ucsd, "avenue": _index_avenue, "shanghaitech": _index_shanghaitech,
     "frames": _index_frames, "intervals": _index_intervals, "synth": _index_synth,
+    "mvtec": _index_mvtec,
 }
 
 
@@ -1110,7 +1192,7 @@ def index_dataset(root, *, layout: str | None = None, split: str = "test",
     root: the dataset folder.
     layout: one of `LAYOUTS`; None detects it (`detect_layout`).
     split: `train`, `val` or `test` (mapped to `Train`/`Test`, `training_videos`/...,
-      `training`/`testing`); only `intervals` and `synth` have `val`.
+      `training`/`testing`, `train`/`test`); only `intervals` and `synth` have `val`.
     labels_file: a dataset-level label file to use instead of searching the root (module
       docstring, "Label files"); public layouts only.
     require_labels: with False, a test video without any label source gets `labels=None`
@@ -1142,15 +1224,20 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
     grayscale: 1-channel frames instead of RGB.
 
   Returns:
-    A `Clip` with `labels` (None only if the entry has none) and `meta` = {layout, split,
-    source, label_source, mask_source} (plus the benchmark.json entry for synth clips, whose
-    distractor flags, workspace masks and class maps are filled in too).
+    A `Clip` with `labels` (None only if the entry has none), `pixel_masks` where the dataset
+    has them (module docstring, "Pixel masks"; resized to the frames' size) and `meta` =
+    {layout, split, source, label_source, mask_source} (plus the benchmark.json entry for synth
+    clips, whose distractor flags, workspace masks, class maps and frame types are filled in
+    too; MVTec AD clips add `defect` and their frame type).
 
   Raises:
-    DataError: the video cannot be decoded, or its frame count differs from the labels'
-      (naming both files and both counts).
+    DataError: the video cannot be decoded, or its frame count differs from the labels' or
+      the pixel masks' (naming both files and both counts).
   """
-  frames = video.read_frames(entry.source, size=size, grayscale=grayscale)
+  if entry.layout == "mvtec":
+    frames = _read_image(entry.source, size=size, grayscale=grayscale)
+  else:
+    frames = video.read_frames(entry.source, size=size, grayscale=grayscale)
   t = len(frames)
   labels = entry.labels
   if labels is not None and len(labels) != t:
@@ -1165,7 +1252,9 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
           "mask_source": str(entry.mask_source) if entry.mask_source else None}
   if entry.meta.get("label_files_agreeing"):
     meta["label_files_agreeing"] = entry.meta["label_files_agreeing"]
-  distractors = workspace = classes = None
+  labels = None if labels is None else np.asarray(labels, bool).copy()
+  distractors = workspace = classes = frame_types = None
+  pixel_masks = _clip_pixel_masks(entry, t, frames.shape[1:3])
   if entry.layout == "synth":
     meta = {**entry.meta, **meta}
     root = entry.source.parent.parent
@@ -1174,9 +1263,40 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
     classes = clips.read_classes(arrays, t, entry.label_source, root, size)
     if size is not None and tuple(size) != workspace.shape[1:]:
       workspace = clips.resize_nearest(workspace, tuple(size))
-  return Clip(name=entry.name, frames=frames,
-              labels=None if labels is None else np.asarray(labels, bool).copy(),
-              distractors=distractors, workspace_mask=workspace, meta=meta, classes=classes)
+    bench = clips.read_meta(root)
+    frame_types = clips._frame_types(  # pylint: disable=protected-access
+        arrays["anomaly_type_index"], labels, bench, entry.label_source, root)
+    pixel_masks = clips.synth_pixel_masks(classes, labels, clips.synth_scene(bench, root))
+  elif entry.layout == "mvtec":
+    defect = entry.meta["defect"]
+    meta["defect"] = defect
+    frame_types = np.array([defect if labels[0] else ""])
+    if pixel_masks is None:  # a good image: known to be normal everywhere
+      pixel_masks = np.zeros((t, *frames.shape[1:3]), bool)
+  return Clip(name=entry.name, frames=frames, labels=labels, distractors=distractors,
+              workspace_mask=workspace, meta=meta, frame_types=frame_types, classes=classes,
+              pixel_masks=pixel_masks)
+
+
+def _read_image(path: pathlib.Path, *, size, grayscale: bool) -> np.ndarray:
+  """One image file as a one-frame clip, uint8 [1, H, W, C], converted like any frame."""
+  # pylint: disable-next=protected-access
+  prep = video._FramePrep(size=size, roi=None, grayscale=grayscale, source=path)
+  return prep(video.decode_image(path), path)[None]
+
+
+def _clip_pixel_masks(entry: VideoEntry, num_frames: int | None,
+                      size: tuple[int, int] | None) -> np.ndarray | None:
+  """The entry's mask files as bool [T, H, W] at `size` (None: stored), checked against
+  `num_frames` (None: not checked); None when it has none."""
+  if entry.mask_source is None:
+    return None
+  masks = _pixel_mask_array(entry.mask_source)
+  if num_frames is not None and len(masks) != num_frames:
+    raise _mismatch(entry.mask_source, len(masks), entry.source, num_frames, "pixel masks")
+  if size is not None and tuple(size) != masks.shape[1:]:
+    masks = clips.resize_nearest(masks, tuple(size))
+  return masks
 
 
 def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
@@ -1184,7 +1304,9 @@ def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
   """The ground-truth anomaly masks of a test video, where the dataset has them.
 
   Sources: UCSD `TestNNN_gt/*.bmp`, Avenue `N_label.mat` (`volLabel`), ShanghaiTech
-  `test_pixel_mask/<video>.npy` (`[T, H, W]`). Any nonzero value is anomalous.
+  `test_pixel_mask/<video>.npy` (`[T, H, W]`), MVTec AD `ground_truth/<defect>/<stem>_mask.png`
+  (`[1, H, W]`). Any nonzero value is anomalous. `load_clip` puts them in `Clip.pixel_masks`
+  (and gives MVTec AD's good images, which have no mask file, all-False masks).
 
   Args:
     entry: from `index_dataset`.
@@ -1197,16 +1319,8 @@ def load_pixel_masks(entry: VideoEntry, *, size: tuple[int, int] | None = None
   Raises:
     DataError: unreadable mask files, or a mask count that differs from the frame count.
   """
-  if entry.mask_source is None:
-    return None
-  masks = _pixel_mask_array(entry.mask_source)
-  if entry.num_frames is not None and len(masks) != entry.num_frames:
-    raise _mismatch(entry.mask_source, len(masks), entry.source, entry.num_frames, "pixel masks")
-  if size is not None:
-    size = video._check_size(size)  # pylint: disable=protected-access
-    if size != masks.shape[1:]:
-      masks = clips.resize_nearest(masks, size)
-  return masks
+  size = video._check_size(size)  # pylint: disable=protected-access
+  return _clip_pixel_masks(entry, entry.num_frames, size)
 
 
 def load_dataset(root, *, layout: str | None = None, split: str = "test",
@@ -1225,7 +1339,7 @@ def load_dataset(root, *, layout: str | None = None, split: str = "test",
 
   Returns:
     The split's clips in natural order (synth: benchmark.json order, via
-    `clips.load_synthetic`).
+    `clips.load_synthetic`), with `pixel_masks` where the dataset has them (`load_clip`).
 
   Raises:
     DataError: as `index_dataset` and `load_clip`.

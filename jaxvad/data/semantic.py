@@ -140,6 +140,10 @@ def class_maps(clip: clips.Clip, *, source: str, directory=None, size: tuple[int
       raise DataError(f"model.label_dir is unset, so the class maps of clip {clip.name} cannot "
                       f"be found: set it to a folder of per-clip <clip name>.npz files "
                       f"({_FORMAT})")
+    if clip.meta.get("roi"):
+      raise ConfigError(f"clip {clip.name} is cropped to data.roi = {list(clip.meta['roi'])} but "
+                        f".npz class maps are not: write them for the cropped frames and leave "
+                        f"data.roi empty, or crop the video first")
     maps = _read_npz(npz_path(clip, directory), clip, num_classes)
   else:
     raise ConfigError(f"unknown class map source {source!r} (model.label_source): choose one "

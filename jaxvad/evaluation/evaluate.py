@@ -18,7 +18,6 @@ Two layers, so every command computes its numbers the same way:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from typing import Callable, Sequence
 
@@ -37,7 +36,8 @@ from jaxvad.methods.base import PatchReduction, ScoreSpec
 __all__ = ["GROUPS", "Scored", "clip_groups", "detector_spec", "patch_reduction", "protocol_for",
            "combine_terms", "WEIGHT_GRID", "reweighted", "select_term_weights",
            "patch_score_step", "Scorer", "scored_clip", "scored_from",
-           "evaluate_scores", "evaluate_clips"]
+           "evaluate_scores", "evaluate_clips", "clip_anomaly_type", "pixel_maps",
+           "localization_metrics"]
 
 GROUPS = ("all", "no_distractors", "with_distractors")
 
@@ -546,9 +546,10 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
   Returns:
     `evaluate_scores`' result plus "score_spec" (the method's declaration), "mask" (what the
     masked scores used, or None) and "worst_frames": [{clip, frame, score, label,
-    frame_image uint8 [H, W, C], image float [H, W, C] in [0, 1], pixel_map (if the method has
-    one), model_output, patches (with a patch reduction: `Scorer.fired_patches`)}] for the
-    report's heat maps.
+    frame_image uint8 [H, W, C], image float [H, W, C] in [0, 1] and model_output (if the method
+    has an image), pixel_map (if it has one), patches (with a patch reduction:
+    `Scorer.fired_patches`)}] for the report's heat maps; and for a method with anomaly maps
+    and clips with pixel masks, "localization" (`localization_metrics`).
   """
   wrap = progress or (lambda xs, desc: xs)
   scorer = Scorer(config, state, masker=masker)
@@ -565,6 +566,93 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
   result["mask"] = scorer.mask_record()
   result["worst_frames"] = _worst_frames(scorer, clips, result["clips"],
                                          count=config.score.worst_frames)
+  masked = [c for c in clips if getattr(c, "pixel_masks", None) is not None]
+  if scorer.spec.pixel_map and masked:
+    result["localization"] = localization_metrics(
+        [c.pixel_masks for c in masked], [pixel_maps(scorer, c) for c in wrap(masked, "maps")],
+        [clip_anomaly_type(c) for c in masked], bootstrap=config.score.bootstrap)
+  return result
+
+
+def clip_anomaly_type(clip) -> str:
+  """The anomaly type of a clip's anomalous frames.
+
+  Args:
+    clip: a `datasets.Clip`.
+
+  Returns:
+    Its one type (`Clip.frame_types`), "" for a clip without anomalies (or unknown types),
+    "mixed" for a clip with several.
+  """
+  frame_types = getattr(clip, "frame_types", None)
+  types = set() if frame_types is None else {str(t) for t in np.asarray(frame_types) if t}
+  return types.pop() if len(types) == 1 else ("mixed" if types else "")
+
+
+def pixel_maps(scorer: Scorer, clip) -> np.ndarray:
+  """The method's anomaly map of every frame of a clip, float32 `[T, H, W]` (NaN on frames no
+  window scores).
+
+  Args:
+    scorer: a `Scorer` whose spec declares a `pixel_map`.
+    clip: a `datasets.Clip`.
+
+  Returns:
+    The maps, one per frame.
+  """
+  key = scorer.spec.pixel_map
+  out = scorer.runner.clip_outputs(scorer.state, clip.frames, [key],
+                                   scorer.frame_inputs(clip.frames, clip))
+  return np.asarray(out[key], np.float32)
+
+
+LOCALIZATION_MAX_FPR = 0.3
+
+
+def localization_metrics(masks_per_clip: Sequence, maps_per_clip: Sequence,
+                         types_per_clip: Sequence[str] = (), *, bootstrap: int = 1000,
+                         seed: int = 0) -> dict:
+  """Pixel AUROC and PRO (MVTec AD's per-region overlap up to FPR 0.3) of anomaly maps against
+  ground-truth masks, over all scored frames, with 95 % intervals from a bootstrap over clips,
+  and per anomaly type (the clips of that type with every normal clip).
+
+  Args:
+    masks_per_clip: bool `[T, H, W]` per clip.
+    maps_per_clip: float `[T, H, W]` per clip (frames with a NaN map are left out).
+    types_per_clip: each clip's anomaly type ("" = normal clip); empty: no per-type rows.
+    bootstrap: resamples of clips (0: no intervals).
+    seed: the resampling seed.
+
+  Returns:
+    {"pixel_auroc", "pixel_auroc_ci", "pro", "pro_ci", "max_fpr", "clips", "frames",
+    "per_type": {type: the same keys}}.
+  """
+  kept_masks, kept_maps = [], []
+  for masks, maps in zip(masks_per_clip, maps_per_clip):
+    scored = np.isfinite(maps).all(axis=(1, 2))
+    kept_masks.append(np.asarray(masks, bool)[scored])
+    kept_maps.append(np.asarray(maps, np.float32)[scored])
+
+  def summary(idx):
+    masks = [kept_masks[i] for i in idx]
+    maps = [kept_maps[i] for i in idx]
+    flat_masks = [m for clip in masks for m in clip]
+    flat_maps = [m for clip in maps for m in clip]
+    out = {"pixel_auroc": metrics.pixel_auroc(flat_masks, flat_maps),
+           "pro": metrics.pro_auc(flat_masks, flat_maps, max_fpr=LOCALIZATION_MAX_FPR),
+           "pixel_auroc_ci": None, "pro_ci": None, "clips": len(idx),
+           "frames": len(flat_maps), "max_fpr": LOCALIZATION_MAX_FPR}
+    if bootstrap:
+      ci = metrics.pixel_bootstrap_intervals(masks, maps, resamples=bootstrap, seed=seed,
+                                             max_fpr=LOCALIZATION_MAX_FPR)
+      out["pixel_auroc_ci"], out["pro_ci"] = ci["pixel_auroc"], ci["pro"]
+    return out
+
+  result = summary(range(len(kept_maps)))
+  types = list(types_per_clip)
+  normal = [i for i, t in enumerate(types) if not t]
+  result["per_type"] = {t: summary(sorted({*normal, *(i for i, u in enumerate(types) if u == t)}))
+                        for t in sorted({t for t in types if t})}
   return result
 
 
@@ -604,17 +692,19 @@ def _term_weights(config, scorer: Scorer, val_clips, wrap) -> dict | None:
 def _worst_frames(scorer: Scorer, clips, results, *, count: int) -> list[dict]:
   """The highest-scoring frame of each of the `count` highest-scoring clips (with a patch
   reduction, the patches that fired: `Scorer.fired_patches`)."""
-  if not scorer.spec.image:
+  if not (scorer.spec.image or scorer.spec.pixel_map):
     return []
   peaks = [(np.nanmax(r["score"]), i, int(np.nanargmax(r["score"])))
            for i, r in enumerate(results) if np.isfinite(r["score"]).any()]
   worst = []
   for score, i, t in sorted(peaks, reverse=True)[:count]:
     out = scorer.images(clips[i].frames, [t], clips[i])
-    patches = scorer.fired_patches(clips[i].frames, t, out["image"][0])
+    patches = (scorer.fired_patches(clips[i].frames, t, out["image"][0])
+               if "image" in out else None)
     worst.append({"clip": results[i]["name"], "frame": t, "score": float(score),
                   "label": bool(results[i]["labels"][t]), "frame_image": clips[i].frames[t],
-                  "image": out["image"][0], "model_output": scorer.spec.image_kind,
+                  **({"image": out["image"][0], "model_output": scorer.spec.image_kind}
+                     if "image" in out else {}),
                   **({"pixel_map": out["pixel_map"][0]} if "pixel_map" in out else {}),
                   **({"patches": patches} if patches is not None else {})})
   return worst

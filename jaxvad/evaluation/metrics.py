@@ -1,9 +1,11 @@
 """Frame- and event-level metrics (scikit-learn) and score smoothing, on NumPy arrays on the host,
-and `bootstrap_intervals`: percentile intervals of AUROC / AUPR / EER from a bootstrap over clips.
+`bootstrap_intervals`: percentile intervals of AUROC / AUPR / EER from a bootstrap over clips, and
+the pixel-level metrics of MVTec AD (paper 002): `pixel_auroc`, `pro_curve` and `pro_auc`.
 
 Conventions used throughout:
 
-* labels are bool, True = anomalous frame; scores are anomaly scores, higher = more anomalous
+* labels are bool, True = anomalous frame (for the pixel metrics: pixel, masks nonzero =
+  anomalous); scores are anomaly scores, higher = more anomalous
   (flip a normality score such as PSNR before calling, or let `jaxvad.evaluation.protocol` do it);
 * a frame is *flagged* at threshold `t` when `score >= t` (the rule scikit-learn's `roc_curve`
   uses for its thresholds, so every ROC vertex is realised by one of its thresholds);
@@ -17,6 +19,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 from sklearn import metrics as skm
 from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
 
@@ -24,7 +27,7 @@ __all__ = [
     "moving_average", "frame_auroc", "frame_aupr", "frame_metrics", "frame_roc", "frame_eer",
     "confusion_counts", "confusion_rates", "intervals", "event_metrics", "event_roc", "event_auc",
     "event_auc_interval",
-    "bootstrap_intervals",
+    "bootstrap_intervals", "pixel_auroc", "pro_curve", "pro_auc",
 ]
 
 _NAN = float("nan")
@@ -592,3 +595,391 @@ def event_auc_interval(labels_per_video: Sequence, scores_per_video: Sequence, *
   ci = bootstrap_intervals([k for k, _ in cases], [p for _, p in cases], average="micro",
                            resamples=resamples, seed=seed, level=level)
   return {"auc": ci["auroc"], "method": ci["method"]}
+
+
+# --------------------------------------------------------------------------- pixel level (MVTec AD)
+
+# Ground-truth regions are 8-connected: the MVTec AD evaluation code (Bergmann et al. 2021,
+# `compute_pro`) labels them with `scipy.ndimage.label` and a 3 x 3 all-ones structure.
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
+
+
+def _images(x, name: str, *, two_d: bool) -> list:
+  """A list of per-image arrays from a list/tuple of arrays or one stacked array."""
+  if isinstance(x, (list, tuple)):
+    return [np.asarray(a) for a in x]
+  x = np.asarray(x)
+  if not two_d:
+    return [x]            # pooled anyway: the whole array is one "image"
+  if x.ndim != 3:
+    raise ValueError(f"{name} must be [N, H, W] or a list of [H, W] arrays, got shape {x.shape}; "
+                     f"pass one image as {name}[None] or [{name}]")
+  return list(x)
+
+
+def _pixel_pairs(masks, maps, *, two_d: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Checked per-image (bool mask, float64 map) pairs shared by the pixel metrics."""
+  masks, maps = _images(masks, "masks", two_d=two_d), _images(maps, "maps", two_d=two_d)
+  if len(masks) != len(maps):
+    raise ValueError(f"{len(masks)} masks but {len(maps)} maps")
+  if not masks:
+    raise ValueError("the pixel metrics need at least one image")
+  pairs = []
+  for i, (mask, amap) in enumerate(zip(masks, maps)):
+    if mask.shape != amap.shape:
+      raise ValueError(f"image {i}: mask {mask.shape} and map {amap.shape} must have equal shapes")
+    if two_d and mask.ndim != 2:
+      raise ValueError(f"image {i}: masks and maps must be 2-D [H, W], got shape {mask.shape}")
+    amap = amap.astype(np.float64)
+    if not np.isfinite(amap).all():
+      raise ValueError(f"image {i}: the map contains NaN or inf")
+    pairs.append((mask.astype(bool), amap))
+  return pairs
+
+
+def pixel_auroc(masks, maps) -> float:
+  """Pixel-level AUROC: every pixel of every image pooled into one ROC (MVTec AD's "pixel AUROC").
+
+  Args:
+    masks: ground truth, bool `[N, H, W]` or a list of per-image arrays of any shapes (nonzero =
+      anomalous pixel; MVTec's 0/255 PNG masks work as they are).
+    maps: float anomaly maps, the same shapes (higher = more anomalous).
+
+  Returns:
+    The AUROC (scikit-learn's `roc_auc_score`, ties counted 1/2); NaN when all pooled pixels are
+    of one class (e.g. only defect-free images), as `frame_auroc`.
+
+  Raises:
+    ValueError: mismatched counts or shapes, no image, or a non-finite map value.
+  """
+  pairs = _pixel_pairs(masks, maps, two_d=False)
+  labels = np.concatenate([m.ravel() for m, _ in pairs])
+  scores = np.concatenate([a.ravel() for _, a in pairs])
+  if _one_class(labels):
+    return _NAN
+  return float(skm.roc_auc_score(labels, scores))
+
+
+def _pro_points(pairs) -> dict | None:
+  """`pro_curve`'s arrays, or None when it is undefined (no region or no normal pixel)."""
+  weights, normal, scores = [], [], []
+  regions = 0
+  for mask, amap in pairs:
+    labeled, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    sizes = np.bincount(labeled.ravel(), minlength=n + 1)
+    # Each pixel of region r weighs 1 / |r|, so a region's flagged weight is its overlap
+    # fraction, and the running sum over pixels sorted by score is sum_r overlap_r(t).
+    w = np.zeros(n + 1)
+    w[1:] = 1.0 / sizes[1:]
+    weights.append(w[labeled].ravel())
+    normal.append(labeled.ravel() == 0)
+    scores.append(amap.ravel())
+    regions += n
+  normal = np.concatenate(normal)
+  normal_pixels = int(normal.sum())
+  if not regions or not normal_pixels:
+    return None
+  weights, scores = np.concatenate(weights), np.concatenate(scores)
+  order = np.argsort(-scores)   # highest first; one sort in all (order within ties is moot)
+  ranked = scores[order]
+  last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # end of each tie group
+  false_pos = np.cumsum(normal[order])[last]
+  overlap = np.cumsum(weights[order])[last]
+  return {"fpr": np.concatenate([[0.0], false_pos / normal_pixels]),
+          "pro": np.concatenate([[0.0], np.minimum(overlap / regions, 1.0)]),
+          "thresholds": np.concatenate([[np.inf], ranked[last]]),
+          "regions": regions, "normal_pixels": normal_pixels}
+
+
+def pro_curve(masks, maps) -> dict:
+  """The per-region overlap (PRO) curve of MVTec AD (Bergmann et al., IJCV 2021), every vertex.
+
+  Pixel AUROC is dominated by large defects (they hold most anomalous pixels); PRO weighs every
+  ground-truth region equally. At threshold t (pixel flagged when `map >= t`):
+
+  * PRO(t) = mean over all ground-truth regions, of all images, of the fraction of the region's
+    pixels that are flagged; regions are the 8-connected components of each mask (as the MVTec
+    evaluation code, `scipy.ndimage.label` with a 3 x 3 all-ones structure);
+  * FPR(t) = flagged normal (mask-false) pixels / all normal pixels, pooled over the images
+    (defect-free images contribute normal pixels only).
+
+  Every distinct map value is a threshold (exact, no grid): one sort of all pixels, then
+  cumulative sums, as the reference `compute_pro`.
+
+  Args:
+    masks: bool `[N, H, W]` or a list of `[H, W]` arrays (shapes may differ between images),
+      nonzero = anomalous pixel.
+    maps: float anomaly maps of the same shapes, higher = more anomalous.
+
+  Returns:
+    {"fpr", "pro", "thresholds", "regions", "normal_pixels"}: float64 arrays of equal length,
+    both rates non-decreasing; flagging `map >= thresholds[i]` gives `(fpr[i], pro[i])`.
+    `thresholds[0]` is `+inf` (the point (0, 0)); the last is the lowest map value (the point
+    (1, 1)). "regions" and "normal_pixels" are the denominators.
+
+  Raises:
+    ValueError: bad shapes or maps, or no ground-truth region or no normal pixel (the curve is
+      undefined; `pro_auc` returns NaN there).
+  """
+  points = _pro_points(_pixel_pairs(masks, maps, two_d=True))
+  if points is None:
+    raise ValueError("the PRO curve needs at least one anomalous region and one normal pixel")
+  return points
+
+
+def pro_auc(masks, maps, *, max_fpr: float = 0.3) -> float:
+  """Normalised area under the PRO curve up to `max_fpr` (MVTec AD's AU-PRO, "PRO score").
+
+  The `pro_curve` polygon is integrated with the trapezoid rule over FPR in [0, max_fpr], the
+  PRO at exactly `max_fpr` being linearly interpolated between the two vertices around it (as
+  the MVTec AD evaluation code's `trapezoid(..., x_max=...)`), and divided by `max_fpr`. So a
+  perfect map (every defect pixel above every normal pixel) scores 1, a map ranking every
+  normal pixel above every defect pixel 0, and a constant map, whose curve is the straight line
+  from (0, 0) to (1, 1), `max_fpr / 2` (0.15 at the default 0.3).
+
+  Args:
+    masks: bool `[N, H, W]` or a list of `[H, W]` arrays, nonzero = anomalous pixel.
+    maps: float anomaly maps of the same shapes, higher = more anomalous.
+    max_fpr: integration limit, in (0, 1]; 0.3 is the MVTec AD convention.
+
+  Returns:
+    AU-PRO in [0, 1]; NaN when the curve is undefined: no anomalous region in any mask (e.g.
+    only defect-free images) or no normal pixel at all.
+
+  Raises:
+    ValueError: bad shapes or maps, or `max_fpr` outside (0, 1].
+  """
+  max_fpr = float(max_fpr)
+  if not 0.0 < max_fpr <= 1.0:
+    raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr!r}")
+  points = _pro_points(_pixel_pairs(masks, maps, two_d=True))
+  if points is None:
+    return _NAN
+  fpr, pro = points["fpr"], points["pro"]
+  j = int(np.searchsorted(fpr, max_fpr, side="right"))   # fpr[:j] <= max_fpr; fpr[0] = 0
+  x, y = fpr[:j], pro[:j]
+  if x[-1] < max_fpr:   # then j < len(fpr): the curve ends at FPR = 1 >= max_fpr
+    y_end = y[-1] + (pro[j] - y[-1]) * (max_fpr - x[-1]) / (fpr[j] - x[-1])
+    x, y = np.append(x, max_fpr), np.append(y, y_end)
+  return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1])) / 2.0 / max_fpr)
+
+
+# ------------------------------------------------------------ pixel level: bootstrap over clips
+
+# Per-frame 8-connected regions of a [T, H, W] clip in one `ndimage.label` call: the 3 x 3 x 3
+# structure connects pixels within a frame only (its middle plane is MVTec's 3 x 3 all-ones), so
+# a defect lasting several frames is one region per frame, as `pro_curve` counts it.
+_EIGHT_CONNECTED_PER_FRAME = np.zeros((3, 3, 3), dtype=int)
+_EIGHT_CONNECTED_PER_FRAME[1] = _EIGHT_CONNECTED
+
+
+def _pixel_clips(masks_per_clip, maps_per_clip) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Checked per-clip (bool mask `[T, H, W]`, float map `[T, H, W]`) pairs.
+
+  Float maps keep their dtype (float32 maps sort twice as fast, and their order is the same in
+  float64, so every threshold is the same as the exact metrics' ones).
+  """
+  if isinstance(masks_per_clip, np.ndarray) or isinstance(maps_per_clip, np.ndarray):
+    raise ValueError("masks_per_clip and maps_per_clip must be sequences of [T, H, W] arrays, "
+                     "one per clip")
+  if len(masks_per_clip) != len(maps_per_clip):
+    raise ValueError(f"{len(masks_per_clip)} mask clips but {len(maps_per_clip)} map clips")
+  if not len(masks_per_clip):
+    raise ValueError("the bootstrap needs at least one clip")
+  clips = []
+  for i, (mask, amap) in enumerate(zip(masks_per_clip, maps_per_clip)):
+    mask, amap = np.asarray(mask), np.asarray(amap)
+    if mask.shape != amap.shape:
+      raise ValueError(f"clip {i}: masks {mask.shape} and maps {amap.shape} must have equal "
+                       "shapes")
+    if mask.ndim != 3:
+      raise ValueError(f"clip {i}: masks and maps must be [T, H, W] (one image: [None]), got "
+                       f"shape {mask.shape}")
+    if not mask.size:
+      raise ValueError(f"clip {i} has no pixel (shape {mask.shape})")
+    if amap.dtype.kind != "f":
+      amap = amap.astype(np.float64)
+    if not np.isfinite(amap).all():
+      raise ValueError(f"clip {i}: the map contains NaN or inf")
+    clips.append((mask.astype(bool), amap))
+  return clips
+
+
+def _pixel_bin_edges(clips, bins: int) -> np.ndarray:
+  """Sorted lower bin edges, all of them map values, the first the lowest one.
+
+  With at most `bins` distinct values every value is an edge (binning loses nothing); otherwise
+  the edges are the values of ranks k N / bins (k < bins) of all N pooled pixels, so the bins hold
+  about equally many pixels, deduplicated (a value holding many pixels leaves fewer bins).
+  Edges that are map values put every binned threshold on a vertex of the exact curves.
+  """
+  values = np.sort(np.concatenate([amap.ravel() for _, amap in clips]))
+  starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+  if starts.size <= bins:
+    return values[starts]
+  return np.unique(values[(np.arange(bins) * values.size) // bins])
+
+
+def _pixel_bin_stats(clips, bins: int) -> dict:
+  """Per-clip histograms over the score bins, all that a resample's binned metrics need.
+
+  Returns {"edges" `[B]`, "pos" / "neg" `[clips, B]` (anomalous / normal pixels per bin),
+  "region" `[clips, B]`, "regions" `[clips]`}. "region" holds, per bin, the sum over the clip's
+  ground-truth regions of the fraction of the region's pixels in that bin: PRO weighs each region
+  by the multiplicity of its clip, so the per-region histograms ([regions, B]) are only ever used
+  summed per clip, and this sum is made directly (each pixel weighs 1 / its region's size).
+  """
+  edges = _pixel_bin_edges(clips, bins)
+  b = edges.size
+  pos, neg, region, regions = [], [], [], []
+  for mask, amap in clips:
+    idx = np.searchsorted(edges, amap.ravel(), side="right") - 1   # bin [e_k, e_k+1)
+    flat = mask.ravel()
+    labeled, n = ndimage.label(mask, structure=_EIGHT_CONNECTED_PER_FRAME)
+    labeled = labeled.ravel()[flat]
+    sizes = np.bincount(labeled, minlength=n + 1)
+    inverse = np.zeros(n + 1)
+    inverse[1:] = 1.0 / np.maximum(sizes[1:], 1)
+    inside = idx[flat]
+    pos.append(np.bincount(inside, minlength=b))
+    neg.append(np.bincount(idx[~flat], minlength=b))
+    region.append(np.bincount(inside, weights=inverse[labeled], minlength=b))
+    regions.append(n)
+  return {"edges": edges, "pos": np.array(pos, np.float64), "neg": np.array(neg, np.float64),
+          "region": np.array(region, np.float64), "regions": np.array(regions, np.float64)}
+
+
+def _binned_pixel_metrics(stats: dict, multiplicities, *, max_fpr: float = 0.3) -> dict:
+  """Pixel AUROC and normalised AU-PRO of clips pooled with multiplicities, from binned scores.
+
+  Row r of `multiplicities` (`[R, clips]`, or `[clips]` for one row) counts the copies of each
+  clip. Thresholds are the bin edges (flagged = bins at or above the edge's), so both curves are
+  the exact curves' polygons through the vertices at those edges; with one bin per distinct map
+  value they are the exact curves. AUROC is the Mann-Whitney statistic of the binned scores
+  (pairs in one bin count 1/2), which is the trapezoid area under that ROC polygon.
+
+  Returns:
+    {"pixel_auroc", "pro"}: float64 `[R]` (scalars become `[1]`), NaN where undefined (AUROC:
+    no anomalous or no normal pixel; PRO: no region or no normal pixel).
+  """
+  m = np.atleast_2d(np.asarray(multiplicities, dtype=np.float64))
+  pos, neg = m @ stats["pos"], m @ stats["neg"]                        # [R, B]
+  p, n, r = pos.sum(axis=1), neg.sum(axis=1), m @ stats["regions"]
+  below = np.cumsum(neg, axis=1) - neg                                 # normal pixels in lower bins
+  # Highest threshold first: pixels at or above edge B-1, B-2, ..., 0 (the last = all of them).
+  fp = np.cumsum(neg[:, ::-1], axis=1)
+  hit = np.cumsum((m @ stats["region"])[:, ::-1], axis=1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    auroc = np.sum(pos * (below + 0.5 * neg), axis=1) / (p * n)
+    zero = np.zeros((len(m), 1))
+    fpr = np.concatenate([zero, fp / n[:, None]], axis=1)
+    pro = np.concatenate([zero, np.minimum(hit / r[:, None], 1.0)], axis=1)
+    # Trapezoids over FPR in [0, max_fpr]: the segment crossing max_fpr is cut there, its PRO
+    # interpolated (`pro_auc`'s rule); segments beyond it have zero width.
+    x0, x1, y0, y1 = fpr[:, :-1], fpr[:, 1:], pro[:, :-1], pro[:, 1:]
+    cut = x1 > max_fpr
+    y_end = np.where(cut & (x0 < max_fpr),
+                     y0 + (y1 - y0) * (max_fpr - x0) / np.where(cut, x1 - x0, 1.0), y1)
+    width = np.minimum(x1, max_fpr) - np.minimum(x0, max_fpr)
+    area = np.sum(width * (y0 + y_end), axis=1) / 2.0 / max_fpr
+  return {"pixel_auroc": np.where((p > 0) & (n > 0), auroc, np.nan),
+          "pro": np.where((r > 0) & (n > 0), area, np.nan)}
+
+
+def _clip_multiplicities(clips: int, resamples: int, seed) -> np.ndarray:
+  """`[resamples, clips]` copies of each clip per resample, drawn as `bootstrap_intervals` draws
+  them (same generator, same call), so a seed resamples the same clips for both."""
+  draws = np.random.default_rng(seed).integers(0, clips, size=(resamples, clips))
+  offsets = np.arange(resamples)[:, None] * clips
+  return np.bincount((draws + offsets).ravel(),
+                     minlength=draws.size).reshape(draws.shape).astype(np.float64)
+
+
+def pixel_bootstrap_intervals(masks_per_clip: Sequence, maps_per_clip: Sequence, *,
+                              resamples: int = 1000, seed: int = 0, bins: int = 1024,
+                              max_fpr: float = 0.3, level: float = 0.95) -> dict:
+  """Percentile bootstrap intervals of pixel AUROC and AU-PRO, resampling whole clips.
+
+  The pixels of a clip, and its frames, are not independent, so, as for `bootstrap_intervals`,
+  the unit of resampling is the clip: each resample draws as many clips as there are, with
+  replacement, with the very draws `bootstrap_intervals` makes for the same seed
+  (`numpy.random.default_rng(seed).integers(0, clips, (resamples, clips))`), and recomputes
+  `pixel_auroc` and `pro_auc(..., max_fpr=max_fpr)` on the pooled frames of the drawn clips (a
+  clip drawn twice counts twice; each frame's regions are its mask's 8-connected components).
+
+  Recomputing the exact metrics per resample would cost one sort of all pixels each (PRO of
+  50 256 x 256 images takes ~2.6 s), so the resamples use binned scores: the map values are
+  cut into at most `bins` bins (equally populated: edges at pooled quantiles, all of them map
+  values; one bin per distinct value when there are at most `bins` of them), and each clip is
+  reduced to histograms over the bins (anomalous pixels, normal pixels, and the sum of its
+  regions' per-bin pixel fractions). A resample is then a few `[chunk, clips] @ [clips, bins]`
+  products and cumulative sums: the curves through the vertices at the bin edges, AUROC as the
+  Mann-Whitney statistic of the binned scores (ties within a bin count 1/2), PRO integrated by
+  the trapezoid rule up to exactly `max_fpr` and divided by it, as `pro_auc`.
+
+  The intervals are thus those of the binned metrics, while the point estimates to report with
+  them are the exact `pixel_auroc` / `pro_auc`. Binned and exact agree exactly (float rounding)
+  when the maps hold at most `bins` distinct values, and otherwise closely: on all the clips
+  (multiplicities all one), |binned - exact| at `bins=1024` was at most 4.7e-5 (pixel AUROC)
+  and 1.3e-4 (AU-PRO) over 39 random cases (blob and speckle masks, noisy and smooth maps, 3.8e3
+  to 1.9e7 pixels), the largest on the smallest cases (~4 pixels per bin); at 1.9e7 pixels at
+  most 3.2e-6 and 1.2e-5. Either sign occurs; both are far below any interval's width.
+
+  Cost: one sort of all pixels and one `ndimage.label` per clip, then ~4 ms per 100 resamples
+  at `bins=1024`. 32 clips x 57 frames x 80 x 128 (18.7 M pixels), 1000 resamples, on 2 CPU
+  cores: 2.5-2.9 s with float32 maps, 4.0-4.1 s with float64 ones, of which 0.04 s is the
+  resamples and the rest the sort and the per-clip histograms. Memory: the pooled map values
+  twice, plus a few `[256, bins]` arrays.
+
+  Resamples on which a metric is undefined (pixel AUROC: no anomalous or no normal pixel; PRO:
+  no region or no normal pixel) are left out of that metric's percentiles and counted; as in
+  `bootstrap_intervals`, an interval is [NaN, NaN] only when every resample was left out.
+
+  Args:
+    masks_per_clip: sequence of `[T_i, H_i, W_i]` ground-truth masks, nonzero = anomalous pixel,
+      one per clip (`T_i = 1` for still images; clips may differ in size).
+    maps_per_clip: sequence of float anomaly maps of the same shapes, higher = more anomalous.
+    resamples: number of bootstrap resamples (>= 1).
+    seed: seed of the resampling generator (the same draws as `bootstrap_intervals`).
+    bins: most score bins (>= 1); more bins = closer to the exact metrics, slower resamples.
+    max_fpr: AU-PRO integration limit, in (0, 1] (0.3: MVTec AD).
+    level: coverage of the intervals, in (0, 1).
+
+  Returns:
+    {"pixel_auroc": [lo, hi], "pro": [lo, hi], "bins" (bins used, <= `bins`), "resamples",
+    "seed", "level", "max_fpr", "clips", "regions" (ground-truth regions of all clips, per frame),
+    "skipped": {"pixel_auroc", "pro"} (resamples left out of each metric)}.
+
+  Raises:
+    ValueError: bad options, no clip, mismatched counts or shapes, an array that is not
+      `[T, H, W]`, an empty clip, or a non-finite map value.
+  """
+  if isinstance(resamples, bool) or int(resamples) != resamples or resamples < 1:
+    raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+  if isinstance(bins, bool) or int(bins) != bins or bins < 1:
+    raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
+  max_fpr = float(max_fpr)
+  if not 0.0 < max_fpr <= 1.0:
+    raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr!r}")
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level must be in (0, 1), got {level!r}")
+  clips = _pixel_clips(masks_per_clip, maps_per_clip)
+  resamples, chunk = int(resamples), 256
+  stats = _pixel_bin_stats(clips, int(bins))
+  counts = _clip_multiplicities(len(clips), resamples, seed)
+  with _one_blas_thread():   # small products: BLAS threads only add overhead (see above)
+    parts = [_binned_pixel_metrics(stats, counts[r:r + chunk], max_fpr=max_fpr)
+             for r in range(0, resamples, chunk)]
+  tail = 50.0 * (1.0 - level)
+  out, skipped = {}, {}
+  for name in ("pixel_auroc", "pro"):
+    v = np.concatenate([part[name] for part in parts])
+    v = v[np.isfinite(v)]
+    out[name] = np.percentile(v, [tail, 100.0 - tail]).tolist() if v.size else [_NAN, _NAN]
+    skipped[name] = resamples - int(v.size)
+  return {**out, "bins": int(stats["edges"].size), "resamples": resamples, "seed": int(seed),
+          "level": float(level), "max_fpr": max_fpr, "clips": len(clips),
+          "regions": int(stats["regions"].sum()), "skipped": skipped}
+
+
+__all__ += ["pixel_bootstrap_intervals"]

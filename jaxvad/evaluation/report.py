@@ -155,29 +155,31 @@ def _draw_patches(ax, patches: dict, shape) -> str:
 
 
 def _worst_frames_png(worst: list[dict]) -> bytes:
-  """One row per frame: the frame, the model's image, and its per-pixel anomaly map (the
-  squared error of the image unless the method declares a map of its own). With a
+  """One row per frame: the frame, the model's image (if it has one), and its per-pixel anomaly
+  map (the squared error of the image unless the method declares a map of its own). With a
   patch-reduced score the map also shows the patch grid and outlines the patch that fired
   (and the other top-k patches, dashed)."""
-  fig, axes = plt.subplots(len(worst), 3, figsize=(7.5, 2.6 * len(worst)),
+  cols = 3 if any("image" in w for w in worst) else 2   # a method without an image: no middle
+  fig, axes = plt.subplots(len(worst), cols, figsize=(2.5 * cols, 2.6 * len(worst)),
                            layout="constrained", squeeze=False)
   for row, w in zip(axes, worst):
     frame = w["frame_image"].astype(np.float32) / 255.0
-    recon = w["image"]
+    recon = w.get("image")
     error = w["pixel_map"] if "pixel_map" in w else ((frame - recon) ** 2).mean(axis=-1)
     gray = frame.mean(axis=-1)
     kw = {"cmap": "gray", "vmin": 0, "vmax": 1}
     row[0].imshow(gray if frame.shape[-1] == 1 else frame, **kw)
-    row[1].imshow(recon.mean(axis=-1) if recon.shape[-1] == 1 else recon, **kw)
-    row[2].imshow(gray, **kw)
-    im = row[2].imshow(error, cmap="inferno", alpha=0.6, vmin=0, vmax=max(error.max(), 1e-6))
-    fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.02)
-    fired = _draw_patches(row[2], w["patches"], gray.shape) if w.get("patches") else ""
+    if cols == 3:
+      row[1].imshow(recon.mean(axis=-1) if recon.shape[-1] == 1 else recon, **kw)
+      row[1].set_title(w.get("model_output", "reconstruction"), fontsize=8)
+    row[-1].imshow(gray, **kw)
+    im = row[-1].imshow(error, cmap="inferno", alpha=0.6, vmin=0, vmax=max(error.max(), 1e-6))
+    fig.colorbar(im, ax=row[-1], fraction=0.046, pad=0.02)
+    fired = _draw_patches(row[-1], w["patches"], gray.shape) if w.get("patches") else ""
     truth = "anomalous" if w["label"] else "normal"
     row[0].set_title(f"{w['clip']} frame {w['frame']} ({truth})", fontsize=8)
-    row[1].set_title(w.get("model_output", "reconstruction"), fontsize=8)
     what = "anomaly map" if "pixel_map" in w else "squared error"
-    row[2].set_title(f"{what} (score {w['score']:.3g}){fired}", fontsize=7 if fired else 8)
+    row[-1].set_title(f"{what} (score {w['score']:.3g}){fired}", fontsize=7 if fired else 8)
     for ax in row:
       ax.set_xticks([])
       ax.set_yticks([])
@@ -374,11 +376,24 @@ def _html(result: dict, images: dict[str, bytes], extra: dict) -> str:
       "<h2>Score curves</h2>", _img(images["overview.png"], "score curves of every test clip"),
       "<h2>ROC curves</h2>", _img(images["roc.png"], "frame and event ROC curves"),
   ]
+  loc = result.get("localization")
+  if loc:
+    rows = [[name, m["clips"], m["frames"], format_ci(m["pixel_auroc"], m["pixel_auroc_ci"]),
+             format_ci(m["pro"], m["pro_ci"])]
+            for name, m in [("all", loc), *sorted(loc["per_type"].items())]]
+    sections += ["<h2>Localisation</h2>",
+                 "<p>The method's anomaly maps against the ground-truth pixel masks: pixel "
+                 f"AUROC and PRO (per-region overlap, area up to FPR {loc['max_fpr']:g}, "
+                 "normalised); per type with every normal clip; 95 % intervals from a "
+                 "bootstrap over clips.</p>",
+                 _table(["clips", "count", "frames", "pixel AUROC [95% CI]", "PRO [95% CI]"],
+                        rows)]
   if "worst_frames.png" in images:
+    output = result["worst_frames"][0].get("model_output")
+    shown = (f"the model's {html.escape(output)} and where it differs" if output
+             else "and the method's anomaly map")
     sections += ["<h2>Worst frames</h2>",
-                 "<p>The highest-scoring frame of the highest-scoring clips, the model's "
-                 f"{html.escape(result['worst_frames'][0]['model_output'])} and where it "
-                 "differs.</p>",
+                 f"<p>The highest-scoring frame of the highest-scoring clips, {shown}.</p>",
                  _img(images["worst_frames.png"], "worst frames with error heat maps")]
   return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>jaxvad report</title>
@@ -420,7 +435,8 @@ def write_report(out_dir: str | os.PathLike, result: dict, *,
   extra = extra or {}
   payload = {"protocol": result["protocol"], "threshold": result["threshold"],
              "metrics": result["metrics"], "score": result.get("score_spec"),
-             "term_weights": result.get("term_weights"), "mask": result.get("mask"), **extra}
+             "term_weights": result.get("term_weights"), "mask": result.get("mask"),
+             "localization": result.get("localization"), **extra}
   write_atomic(out / "metrics.json", json.dumps(json_safe(payload), indent=2) + "\n")
   raw_name = (result.get("score_spec") or {}).get("name", "raw")
   write_atomic(out / "scores.csv", _scores_csv(result["clips"], raw_name))
@@ -428,7 +444,9 @@ def write_report(out_dir: str | os.PathLike, result: dict, *,
 
   threshold = result["threshold"]["value"] if result["threshold"] else None
   for clip in result["clips"]:
-    write_atomic(out / "plots" / f"{clip['name']}.png", _score_curve_png(clip, threshold))
+    if len(clip["score"]) > 1:   # a still image (one-frame clip) has no curve
+      name = clip["name"].replace("/", "__")   # MVTec's <defect>/<image>
+      write_atomic(out / "plots" / f"{name}.png", _score_curve_png(clip, threshold))
   images = {"overview.png": _overview_png(result["clips"], threshold),
             "roc.png": _roc_png(result)}
   if result.get("worst_frames"):

@@ -18,6 +18,7 @@ from jaxvad.methods.base import Method
 # name -> module path; modules import on first use so `jaxvad --help` stays fast.
 _REGISTRY = {
     "convlstm_ae": "jaxvad.methods.convlstm_ae",
+    "cutpaste": "jaxvad.methods.cutpaste",
     "f2lm": "jaxvad.methods.f2lm",
     "ffp": "jaxvad.methods.ffp",
     "predictive_ae": "jaxvad.methods.predictive_ae",

@@ -267,6 +267,12 @@ class Method:
       per-frame targets and inputs of the right shapes (benchmarks).
     fit: `(config, state, clips) -> state`, run once after the last gradient step and before
       the final checkpoint (e.g. a density over features); `clips` are the uint8 training clips.
+    host_transform: `(config, item, numpy Generator) -> item`, a random transform of one
+      training window on the host (NumPy / OpenCV work with no device counterpart, e.g. paper
+      002's self-made defects). `item` is `{"frames": uint8 [T, H, W, C], **frame inputs and
+      targets}`; every returned item has the same keys and shapes. The generator is seeded by
+      `train.seed` and the window's position in the training stream, so batch k stays a pure
+      function of (seed, k) and a resumed run sees the same batches.
     bench_config: the shipped config bench/ times this method with.
   """
   name: str
@@ -282,6 +288,7 @@ class Method:
   frame_inputs: Callable | None = None
   example_targets: Callable | None = None
   fit: Callable | None = None
+  host_transform: Callable | None = None
   bench_config: str = ""
 
   def __post_init__(self):

@@ -187,7 +187,7 @@ def example_inputs(config, shape: tuple[int, ...], rng: np.random.Generator):
   """Random per-frame inputs of the right shapes, `shape` = (B, T) (benchmarks) or (B, T, H,
   W) (default H, W: the config's frame size, `data.size` or the benchmark's)."""
   if len(shape) == 2:   # the shipped synthetic configs leave `data.size` empty: the benchmark's
-    shape = tuple(shape) + tuple(datasets.stored_size(config.data))
+    shape = tuple(shape) + tuple(datasets.frame_size(config.data))
   b, t, h, w = shape
   out = {}
   if config.model.motion != "none":

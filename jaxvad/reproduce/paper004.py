@@ -57,7 +57,7 @@ ABLATIONS = {
 GAMMA_GRID = evaluate.WEIGHT_GRID   # each gamma_i's candidates (0 drops the term)
 
 
-def _summary(result: dict) -> dict:
+def summary(result: dict) -> dict:
   """Frame AUROC [CI] per group and anomaly type, and the threshold's confusion counts."""
   out = {}
   for group in GROUPS:
@@ -144,7 +144,7 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
   clips = {s: datasets.load_split(config.data, s) for s in ("val", "test")}
   config, state = _trained(config, workdir / scene / "ffp", train_progress)
   result = evaluate.evaluate_clips(config, state, clips["test"], val_clips=clips["val"])
-  rows["FFP"] = {"what": "FFP (PSNR of the prediction)", "summary": _summary(result)}
+  rows["FFP"] = {"what": "FFP (PSNR of the prediction)", "summary": summary(result)}
   configs["ffp"] = config.to_dict()
 
   # ---- F2LM + Destroyer: every term once, then each row's combination.
@@ -164,7 +164,7 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
       ("Destroyer error only", "MSE of D(prediction)", {"destroyer_error": 1.0})):
     spec = evaluate.reweighted(full, weights)
     rows[row] = {"what": what, "weights": weights,
-                 "summary": _summary(evaluate_terms(config, spec, clips, terms))}
+                 "summary": summary(evaluate_terms(config, spec, clips, terms))}
 
   # ---- gamma chosen on a labelled split of another benchmark, and on the test labels.
   sel_config = _config(f2lm_name, scene, [*overrides, f"data.root={workdir / 'selection_data'}",
@@ -176,13 +176,13 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
   rows["F2LM + Destroyer, gamma from seed-1 split"] = {
       "what": f"gamma by grid search on the seed-{SELECTION_SEED} benchmark's labelled test "
               f"split (AUROC there {sel_auc:.3f})", "weights": gamma,
-      "summary": _summary(evaluate_terms(config, evaluate.reweighted(full, gamma), clips,
+      "summary": summary(evaluate_terms(config, evaluate.reweighted(full, gamma), clips,
                                          terms))}
   oracle, oracle_auc = select_gamma(config, full, clips["test"], terms["test"])
   rows["F2LM + Destroyer, gamma from test labels"] = {
       "what": "gamma by grid search on these test labels, as the paper (optimistic)",
       "weights": oracle,
-      "summary": _summary(evaluate_terms(config, evaluate.reweighted(full, oracle), clips,
+      "summary": summary(evaluate_terms(config, evaluate.reweighted(full, oracle), clips,
                                          terms))}
 
   # ---- Generator ablations: generator-only runs, equal gamma over their terms.
@@ -197,7 +197,7 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
     a_scorer = evaluate.Scorer(a_config, a_state)
     a_terms = {s: term_outputs(a_scorer, clips[s]) for s in clips}
     rows[f"F2LM generator, {name}"] = {
-        "what": what, "summary": _summary(evaluate_terms(a_config, spec, clips, a_terms))}
+        "what": what, "summary": summary(evaluate_terms(a_config, spec, clips, a_terms))}
   return {"rows": rows, "configs": configs, "selection": {
       "seed": SELECTION_SEED, "grid": list(GAMMA_GRID), "clips": len(sel_clips),
       "gamma": gamma, "auroc": sel_auc, "oracle_gamma": oracle, "oracle_auroc": oracle_auc}}
@@ -206,8 +206,9 @@ def run_scene(scene: str, *, preset: str, workdir: pathlib.Path, overrides=(),
 # --------------------------------------------------------------------------- tables
 
 
-def _cell(summary: dict, group: str, anomaly_type: str | None = None) -> str:
-  g = summary.get(group)
+def cell(summary_: dict, group: str, anomaly_type: str | None = None) -> str:
+  """One table cell of a `summary`: the group's (or its anomaly type's) AUROC [95 % CI]."""
+  g = summary_.get(group)
   if g is None:
     return "—"
   if anomaly_type is None:
@@ -237,7 +238,7 @@ def markdown_tables(results: dict) -> str:
                                             for g in GROUPS) + " |",
             "|---|---|" + "---|" * len(GROUPS)]
     out += [f"| {name} | {_gamma(row.get('weights'))} | "
-            + " | ".join(_cell(row["summary"], g) for g in GROUPS) + " |"
+            + " | ".join(cell(row["summary"], g) for g in GROUPS) + " |"
             for name, row in rows.items()]
     types = sorted({t for row in rows.values()
                     for t in row["summary"].get("no_distractors", {}).get("per_type", {})})
@@ -245,7 +246,7 @@ def markdown_tables(results: dict) -> str:
       out += ["", f"### {scene}: frame AUROC [95% CI] per anomaly type, clips without "
               "distractors\n", "| row | " + " | ".join(types) + " |",
               "|---|" + "---|" * len(types)]
-      out += [f"| {name} | " + " | ".join(_cell(row["summary"], "no_distractors", t)
+      out += [f"| {name} | " + " | ".join(cell(row["summary"], "no_distractors", t)
                                           for t in types) + " |" for name, row in rows.items()]
     s = r["selection"]
     out += ["", f"gamma grid {s['grid']} per term; chosen on the seed-{s['seed']} benchmark's "

@@ -126,3 +126,23 @@ def masked_mse_psnr(a, b, mask, max_val=1.0):
     mses.append(mse)
     psnrs.append(10 * np.log10(max_val**2 / max(mse, 1e-10)) if count else np.nan)
   return np.array(mses), np.array(psnrs)
+
+
+def grad_cam_linear_gap(acts, weight, class_index):
+  """Grad-CAM without autodiff for the head logits = mean_hw(A) @ W + b, one image at a time.
+
+  acts [B, H, W, C], weight [C, K], class_index int or [B]. Here d logit_c / dA[h, w, k] =
+  W[k, c] / (H W) for every pixel, so alpha = W[:, c] / (H W); the map is ReLU(sum_k alpha_k
+  A_k), min-max scaled to [0, 1] (zeros where constant). Float64.
+  """
+  acts, weight = np.asarray(acts, np.float64), np.asarray(weight, np.float64)
+  b, h, w, c = acts.shape
+  classes = np.broadcast_to(np.asarray(class_index), (b,))
+  maps = []
+  for i in range(b):
+    alpha = weight[:, classes[i]] / (h * w)
+    cam = np.zeros((h, w))
+    for k in range(c):
+      cam += alpha[k] * acts[i, :, :, k]
+    maps.append(_min_max(np.maximum(cam, 0.0)))
+  return np.array(maps)

@@ -199,3 +199,81 @@ def bootstrap_intervals(labels_per_clip, scores_per_clip, *, average="micro", re
          for k, name in enumerate(("auroc", "aupr", "eer"))}
   out["skipped"] = skipped
   return out
+
+
+def regions(mask):
+  """8-connected components of a 2-D mask by flood fill: a list of sets of (row, col)."""
+  mask = np.asarray(mask).astype(bool)
+  seen, found = set(), []
+  for start in zip(*np.nonzero(mask)):
+    start = (int(start[0]), int(start[1]))
+    if start in seen:
+      continue
+    region, stack = set(), [start]
+    seen.add(start)
+    while stack:
+      r, c = stack.pop()
+      region.add((r, c))
+      for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+          q = (r + dr, c + dc)
+          if (0 <= q[0] < mask.shape[0] and 0 <= q[1] < mask.shape[1] and mask[q]
+              and q not in seen):
+            seen.add(q)
+            stack.append(q)
+    found.append(region)
+  return found
+
+
+def pro_points(masks, maps):
+  """(threshold, FPR, PRO) at +inf and every distinct map value, highest threshold first:
+  each region's flagged fraction and the flagged normal pixels counted threshold by threshold."""
+  maps = [np.asarray(a, np.float64) for a in maps]
+  all_regions = [(i, region) for i, mask in enumerate(masks) for region in regions(mask)]
+  normal = [(i, r, c) for i, mask in enumerate(masks)
+            for r in range(mask.shape[0]) for c in range(mask.shape[1]) if not mask[r, c]]
+  points = []
+  for t in [math.inf] + sorted({float(v) for a in maps for v in a.ravel()}, reverse=True):
+    overlaps = [sum(maps[i][p] >= t for p in region) / len(region) for i, region in all_regions]
+    fp = sum(maps[i][r, c] >= t for i, r, c in normal)
+    points.append((t, fp / len(normal), sum(overlaps) / len(overlaps)))
+  return points
+
+
+def pro_auc(masks, maps, max_fpr):
+  """Trapezoid area under the PRO curve for FPR in [0, max_fpr], segment by segment (the one
+  crossing max_fpr cut there by linear interpolation), divided by max_fpr."""
+  pts = [(f, p) for _, f, p in pro_points(masks, maps)]
+  area = 0.0
+  for (f0, p0), (f1, p1) in zip(pts, pts[1:]):
+    if f0 >= max_fpr:
+      break
+    if f1 > max_fpr:
+      p1 = p0 + (p1 - p0) * (max_fpr - f0) / (f1 - f0)
+      f1 = max_fpr
+    area += (f1 - f0) * (p0 + p1) / 2
+  return area / max_fpr
+
+
+def pixel_bootstrap_intervals(masks_per_clip, maps_per_clip, *, resamples, seed=0, max_fpr=0.3,
+                              level=0.95):
+  """The pixel bootstrap one resample at a time, without bins: draw the clips (the draws of
+  `default_rng(seed).integers(0, clips, (resamples, clips))`), list the drawn clips' frames (a
+  clip drawn twice twice), and take pixel AUROC (pair by pair) and AU-PRO (threshold by
+  threshold) of them; resamples where a metric is undefined are left out of its percentiles."""
+  n = len(masks_per_clip)
+  draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+  values = {"pixel_auroc": [], "pro": []}
+  for row in draws:
+    masks = [np.asarray(f, bool) for i in row for f in masks_per_clip[i]]
+    maps = [np.asarray(f, np.float64) for i in row for f in maps_per_clip[i]]
+    labels = np.concatenate([m.ravel() for m in masks])
+    scores = np.concatenate([a.ravel() for a in maps])
+    if labels.any() and not labels.all():
+      values["pixel_auroc"].append(_wins(labels, scores))
+      values["pro"].append(pro_auc(masks, maps, max_fpr))   # a pixel labelled: a region exists
+  tail = 50 * (1 - level)
+  out = {k: list(np.percentile(v, [tail, 100 - tail])) if v else [math.nan, math.nan]
+         for k, v in values.items()}
+  out["skipped"] = {k: resamples - len(v) for k, v in values.items()}
+  return out
