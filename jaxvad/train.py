@@ -480,7 +480,7 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   return state
 
 
-def _close(manager, ckpt_dir: pathlib.Path, *, settle_s: float = 0.3,
+def _close(manager, ckpt_dir: pathlib.Path, *, settle_s: float = 1.0,
            limit_s: float = 5.0) -> None:
   """Closes the checkpoint manager, then removes what a failed save left. TensorStore's writes
   of a failed commit can outlive the error and `close()`, re-creating files in the
