@@ -166,13 +166,14 @@ def _row(config, steps: CompiledSteps, *, phase: str, compile_s: float, train_s:
       "xla_options": dict(steps.options), "compile_s": round(compile_s, 2),
       "train_step_ms": round(1e3 * train_s, 2), "train_steps_per_s": round(1 / train_s, 2),
       "train_frames_per_s": round(b * t / train_s, 1),
-      "score_step_ms": None, "score_frames_per_s": None,
+      "score_step_ms": None, "score_frames_per_s": None, "score_gflop": None,
       "train_gflop": round(flops / 1e9, 3),
       "train_tflop_per_s": round(flops / train_s / 1e12, 4),
   }
   if score_s is not None:
     row.update(score_step_ms=round(1e3 * score_s, 2),
-               score_frames_per_s=round(b * t / score_s, 1))
+               score_frames_per_s=round(b * t / score_s, 1),
+               score_gflop=round(step_flops(steps.score) / 1e9, 3))
   return row
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import pathlib
 import sys
 import textwrap
@@ -10,7 +13,7 @@ import time
 import warnings
 
 from jaxvad import fsio
-from jaxvad.errors import ConfigError, JaxvadError, OutputError
+from jaxvad.errors import ConfigError, DataError, JaxvadError, OutputError
 
 OVERRIDES_HELP = ("config overrides as section.key=value, e.g. train.steps=200 "
                   "model.features=[16,32] data.scene=conveyor")
@@ -51,14 +54,62 @@ def cmd_synth(args) -> None:
     print(f"wrote {out}")
 
 
+def _exit_now(code: int) -> None:
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
+@contextlib.contextmanager
+def _exit_at_once_on_failure(distributed: bool):
+  """A failed multi-process run exits as soon as its error is printed. jax's own exit handler
+  (registered when jax is imported, so it runs after this one) waits at a shutdown barrier for
+  every process: with a dead peer, until the heartbeat timeout, then it aborts with a C++
+  stack trace. Skipping it is safe: the trainer has already settled its checkpoints, and the
+  other processes see this one leave (their peer watch, `sharding.initialize_distributed`)
+  instead of waiting for it."""
+  try:
+    yield
+  except BaseException as e:
+    if distributed:
+      import jax
+      from jaxvad import sharding
+      if jax.distributed.is_initialized():   # not after a bad flag
+        sharding.stop_peer_watch()   # this error is the one to report
+        code = (130 if isinstance(e, KeyboardInterrupt)
+                else 2 if isinstance(e, (JaxvadError, OSError)) else 1)
+        atexit.register(_exit_now, code)
+    raise
+
+
+def _peer_failure(workdir, train):
+  """What a process of a multi-process run does when another one died, the coordinator is
+  gone or the processes did not all join: one error line, then exit 2 at once (the call the
+  main thread waits in may never return)."""
+  def report(what: str) -> None:
+    last = train.latest_step(workdir)
+    if last is not None:
+      what += (f"; the last good checkpoint (step {last}) is kept in "
+               f"{pathlib.Path(workdir).absolute() / fsio.RUN_CHECKPOINTS}: restart every "
+               f"process with --resume")
+    elif "every process" not in what:
+      what += "; restart every process"
+    # The new line first ends process 0's progress bar (no jax call here: this may run while
+    # jax is still connecting).
+    print(f"\njaxvad train: error: {what}", file=sys.stderr)
+    _exit_now(2)
+  return report
+
+
 def cmd_train(args) -> None:
   from jaxvad import config as config_lib
   if args.list_configs:
     print("\n".join(config_lib.available_configs()))
     return
-  if args.distributed:
-    import jax
-    jax.distributed.initialize()  # reads the cluster from the environment (TPU, SLURM, ...)
+  # Multi-process: --distributed alone joins the cluster jax detects (SLURM, Open MPI, a TPU
+  # pod); --coordinator/--num-processes/--process-id launch one by hand (and imply it).
+  distributed = args.distributed or any(
+      v is not None for v in (args.coordinator, args.num_processes, args.process_id))
   from jaxvad import train
   config = config_lib.load_config(args.config, args.overrides)
   workdir = pathlib.Path(args.workdir or f"runs/{config.name}")
@@ -68,14 +119,21 @@ def cmd_train(args) -> None:
       "config file (--config)": config_file if config_file.is_file() else None,
       "dataset folder (data.root)": train.data_root(config.data)})
   before = train.latest_step(workdir) if args.resume else None
-  if before is not None and before == config.train.steps:
-    # Nothing to train; train() checks the config matches and rewrites nothing.
-    train.train(config, workdir, resume=True, progress=False)
-    print(f"{workdir} is already trained to step {before} = train.steps; nothing to do (raise "
-          f"train.steps to train on)")
-    return
-  start = time.perf_counter()
-  train.train(config, workdir, resume=args.resume)
+  with _exit_at_once_on_failure(distributed):
+    if distributed:   # after the cheap checks, before anything touches a device
+      from jaxvad import sharding
+      sharding.initialize_distributed(coordinator=args.coordinator,
+                                      num_processes=args.num_processes,
+                                      process_id=args.process_id,
+                                      on_failure=_peer_failure(workdir, train))
+    if before is not None and before == config.train.steps:
+      # Nothing to train; train() checks the config matches and rewrites nothing.
+      train.train(config, workdir, resume=True, progress=False)
+      print(f"{workdir} is already trained to step {before} = train.steps; nothing to do "
+            f"(raise train.steps to train on)")
+      return
+    start = time.perf_counter()
+    train.train(config, workdir, resume=args.resume)
   done = f" from step {before}" if before else ""
   print(f"trained {config.name}{done} to step {config.train.steps} in "
         f"{time.perf_counter() - start:.0f}s; checkpoints in {workdir}")
@@ -111,7 +169,86 @@ def _run_inputs(workdir, mask_from=None) -> dict:
   return inputs
 
 
+def _check_run_folder(*runs) -> None:
+  for run in runs:
+    if run is not None and not (pathlib.Path(run) / fsio.RUN_CONFIG).is_file():
+      raise ConfigError(f"{run} is not a training run folder: {fsio.RUN_CONFIG} is missing "
+                        f"(train one with `jaxvad train --workdir {run}`)")
+
+
+def _check_file_out(out: pathlib.Path, example: str) -> None:
+  if out.is_dir():
+    raise OutputError(f"--out {out} is a folder; give a file name such as {out / example}")
+  fsio.check_writable_dir(out.parent, what="folder of --out", must_exist=True)
+
+
+def _live_calibration(config, scorer, *, smoothing: int):
+  """The live calibration on the run's normal validation clips, or None (with the reason
+  printed) when the run's dataset has none or is gone."""
+  from jaxvad import live
+  from jaxvad.data import datasets
+  try:
+    val = datasets.load_split(config.data, "val")
+    return live.calibrate(scorer, val, threshold=config.score.threshold,
+                          threshold_param=config.score.threshold_param, smoothing=smoothing,
+                          progress=_progress_named)
+  except DataError as e:
+    print(f"no live calibration (the run's normal validation clips are needed): {e}",
+          file=sys.stderr)
+    return None
+
+
+def _check_roi_flag(roi, config, workdir) -> None:
+  if config.data.roi and roi:
+    raise ConfigError(f"the run in {workdir} crops its frames to data.roi = "
+                      f"{list(config.data.roi)} itself: drop --roi")
+
+
+def _read_size(workdir, config) -> tuple[tuple[int, int], tuple[int, int, int]]:
+  """(the size new footage is resized to, the (H, W, C) the model scores after data.roi)."""
+  from jaxvad import train
+  shape = train.run_frame_shape(workdir, config)
+  return (train.run_read_size(workdir, config) if config.data.roi else shape[:2]), shape
+
+
+def cmd_export(args) -> None:
+  platforms = [p.strip() for p in args.platforms.split(",") if p.strip()]
+  out = pathlib.Path(args.out)
+  fsio.check_outputs({"--out": out}, _run_inputs(args.workdir))
+  _check_file_out(out, "scorer.bin")
+  _check_run_folder(args.workdir)
+  from jaxvad import export, train
+  from jaxvad.evaluation import evaluate
+  config = train.load_run_config(args.workdir)
+  evaluate.detector_spec(config, run=args.workdir)
+  bad = [p for p in platforms if p not in export.PLATFORMS]
+  if bad or not platforms:
+    raise ConfigError(f"--platforms {args.platforms}: a comma-separated list of "
+                      f"{', '.join(export.PLATFORMS)}")
+  read_size, shape = _read_size(args.workdir, config)
+  preprocessing = {"resize_to": list(read_size),
+                   "resize": "cv2.resize, INTER_AREA when shrinking, INTER_LINEAR otherwise",
+                   "crop_after_resize": list(config.data.roi) if config.data.roi else None}
+  config, state = train.load_trained(args.workdir)
+  calibration = None if args.no_calibration else _live_calibration(
+      config, evaluate.Scorer(config, state), smoothing=config.score.smoothing)
+  start = time.perf_counter()
+  blob = export.export_scorer(config, state, frame_shape=shape, platforms=platforms,
+                              preprocessing=preprocessing, live=calibration,
+                              source={"workdir": str(args.workdir), "step": int(state.step)})
+  fsio.write_atomic(out, blob)
+  print(f"exported {config.method} ({config.name}, step {int(state.step)}) for "
+        f"{', '.join(platforms)} -> {out} ({fsio.human_bytes(len(blob))}, "
+        f"{time.perf_counter() - start:.1f}s); load it with jaxvad.load_scorer or the one file "
+        f"jaxvad/exported.py (jax + numpy only)")
+
+
 def cmd_score(args) -> None:
+  if (args.input is None) == (args.stream is None):
+    raise ConfigError("give a video file or frame folder to score, or --stream SOURCE, "
+                      "not both")
+  if args.stream is not None:
+    return _score_stream(args)
   from jaxvad.data import video
   # Everything that can be checked is checked first: before importing jax and scikit-learn
   # (seconds on a small machine) the arguments, the paths and the input's first frame; then,
@@ -125,13 +262,8 @@ def cmd_score(args) -> None:
   out = pathlib.Path(args.out or pathlib.Path(args.input).with_suffix("").name + "_scores.csv")
   fsio.check_outputs({"--out": out}, {"input video or frame folder": args.input,
                                       **_run_inputs(args.workdir, args.mask_from)})
-  if out.is_dir():
-    raise OutputError(f"--out {out} is a folder; give a file name such as {out / 'scores.csv'}")
-  fsio.check_writable_dir(out.parent, what="folder of --out", must_exist=True)
-  for run in (args.workdir, args.mask_from):
-    if run is not None and not (pathlib.Path(run) / fsio.RUN_CONFIG).is_file():
-      raise ConfigError(f"{run} is not a training run folder: {fsio.RUN_CONFIG} is missing "
-                        f"(train one with `jaxvad train --workdir {run}`)")
+  _check_file_out(out, "scores.csv")
+  _check_run_folder(args.workdir, args.mask_from)
   video.check_readable(args.input)
 
   import numpy as np
@@ -142,9 +274,7 @@ def cmd_score(args) -> None:
   spec = evaluate.detector_spec(config, run=args.workdir)
   _check_masker(args.mask_from)
   h, w, c = train.run_frame_shape(args.workdir, config)
-  if config.data.roi and args.roi:
-    raise ConfigError(f"the run in {args.workdir} crops its frames to data.roi = "
-                      f"{list(config.data.roi)} itself: drop --roi")
+  _check_roi_flag(args.roi, config, args.workdir)
   if config.data.roi:   # as in training: resized to the read size, then cropped
     frames = video.read_frames(args.input, size=train.run_read_size(args.workdir, config),
                                grayscale=c == 1)
@@ -177,6 +307,71 @@ def cmd_score(args) -> None:
         f"{'' if scored.all() else f'; the first {int((~scored).sum())} frames are unscored'})")
 
 
+def _score_stream(args) -> None:
+  """`jaxvad score --stream`: live scoring (`jaxvad.live`)."""
+  if args.mask_from:
+    raise ConfigError("--stream does not score inside masks yet: drop --mask-from")
+  _check_number("--buffer", args.buffer, args.buffer >= 1, "an integer >= 1 (frames)")
+  _check_number("--idle-timeout", args.idle_timeout, args.idle_timeout > 0, "seconds > 0")
+  out = pathlib.Path(args.out) if args.out else None
+  if out is not None:
+    fsio.check_outputs({"--out": out}, {"--stream source": args.stream,
+                                        **_run_inputs(args.workdir)})
+    _check_file_out(out, "scores.jsonl")
+  _check_run_folder(args.workdir)
+  from jaxvad import live, train
+  from jaxvad.data import video
+  from jaxvad.data.clips import Clip, crop_clip
+  from jaxvad.evaluation import evaluate
+  config = train.load_run_config(args.workdir)
+  evaluate.detector_spec(config, run=args.workdir)
+  _check_roi_flag(args.roi, config, args.workdir)
+  read_size, shape = _read_size(args.workdir, config)
+  frames = live.capture_frames(args.stream, pace=args.pace, follow=args.follow,
+                               idle_timeout=args.idle_timeout)
+  prep = video.FramePrep(size=read_size, roi=tuple(args.roi) if args.roi else None,
+                         grayscale=shape[2] == 1, source=args.stream)
+
+  def prepare(raw):
+    frame = prep(raw, f"frame of {args.stream}")
+    if config.data.roi:
+      x, y, w, h = config.data.roi
+      frame = frame[y:y + h, x:x + w]
+    return frame
+
+  config, state = train.load_trained(args.workdir)
+  scorer = evaluate.Scorer(config, state)
+  scorer.resolve(shape[:2])
+  smoothing = args.smoothing if args.smoothing is not None else config.score.smoothing
+  calibration = None
+  if args.threshold is None or scorer.spec.combined:
+    calibration = _live_calibration(config, scorer, smoothing=smoothing)
+  scorer_live = live.LiveScorer(scorer, calibration=calibration, threshold=args.threshold,
+                                smoothing=smoothing, batch_size=config.score.batch_size)
+  scorer_live.warm_up(shape)
+  if scorer_live.threshold is None:
+    print("no threshold: frames are scored without alarms (give --threshold)", file=sys.stderr)
+  else:
+    print(f"alarm at anomaly score >= {scorer_live.threshold:.6g} (trailing mean of "
+          f"{smoothing} frames)", file=sys.stderr)
+  sink = open(out, "w", buffering=1) if out else sys.stdout   # a live log: readable as it grows
+  try:
+    result = live.run(scorer_live, frames, prepare, lambda line: print(line, file=sink),
+                      buffer=args.buffer)
+  finally:
+    if out:
+      sink.close()
+  lat = (f"latency p50 {result['latency_ms_p50']:.1f} ms, p95 {result['latency_ms_p95']:.1f} ms"
+         if result["latency_ms_p50"] is not None else "no frame scored")
+  print(f"{'interrupted' if result['interrupted'] else 'stream ended'}: {result['frames']} frames "
+        f"({result['scored']} scored, {result['unscored']} unscored, {result['dropped_buffer']} "
+        f"dropped behind, {result['dropped_source']} skipped by the source), "
+        f"{result['alarms']} alarms, {result['frames_per_s']:.1f} frames/s, {lat}",
+        file=sys.stderr)
+  if result["source_error"]:
+    raise DataError(f"--stream {args.stream}: {result['source_error']}")
+
+
 REPORT_FILES = ("metrics.json", "scores.csv", "per_video.csv", "report.html", "overview.png",
                 "roc.png", "worst_frames.png", "plots")
 
@@ -206,7 +401,6 @@ def _evaluate_to_report(config, load_state, report_dir, *, split: str,
                         extra: dict | None = None, load_masker=lambda: None):
   """Loads the split (labels checked first), then the state(s), scores and writes the report."""
   from jaxvad.data import datasets
-  from jaxvad.errors import DataError
   from jaxvad.evaluation import evaluate, report
   clips = datasets.load_split(config.data, split)
   val_clips = []
@@ -391,7 +585,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
   p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
   p.add_argument("--distributed", action="store_true",
-                 help="multi-host: call jax.distributed.initialize() first")
+                 help="multi-host: join the cluster jax finds in the environment (SLURM, Open "
+                      "MPI's mpirun, a Cloud TPU pod) before training; every process runs the "
+                      "same command with the same --workdir (a shared folder)")
+  p.add_argument("--coordinator", metavar="HOST:PORT",
+                 help="multi-host by hand (implies --distributed): address of process 0 and a "
+                      "free port there, the same for every process; with --num-processes and "
+                      "--process-id")
+  p.add_argument("--num-processes", type=int, metavar="N",
+                 help="multi-host by hand: number of processes (one per host)")
+  p.add_argument("--process-id", type=int, metavar="I",
+                 help="multi-host by hand: this process, 0..N-1 (0 serves the coordinator)")
   p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
   p.set_defaults(func=cmd_train)
 
@@ -400,9 +604,27 @@ def build_parser() -> argparse.ArgumentParser:
                                  "anomaly score (CSV) of a new video "
                                  "file or frame folder, using a trained run's latest checkpoint. "
                                  "Frames are resized to the run's frame size.")
-  p.add_argument("input", help="video file (.mp4/.avi/...) or folder of frames")
+  p.add_argument("input", nargs="?", help="video file (.mp4/.avi/...) or folder of frames")
   p.add_argument("--workdir", required=True, help="a run folder written by `jaxvad train`")
-  p.add_argument("--out", help="CSV path (default: <input name>_scores.csv)")
+  p.add_argument("--out", help="CSV path (default: <input name>_scores.csv); with --stream: "
+                               "the JSON-lines log (default: stdout)")
+  p.add_argument("--stream", metavar="SOURCE",
+                 help="score live instead: a camera index (0), a URL OpenCV opens "
+                      "(rtsp://..., http://...) or a video file; one JSON line per frame "
+                      "{index, timestamp, raw, score, alarm, latency_ms}; Ctrl-C stops cleanly")
+  p.add_argument("--threshold", type=float,
+                 help="--stream: alarm when the (trailing-mean) anomaly score >= this "
+                      "(default: calibrated on the run's normal validation clips)")
+  p.add_argument("--pace", action="store_true",
+                 help="--stream of a file: deliver frames at the file's frame rate (a replay)")
+  p.add_argument("--follow", action="store_true",
+                 help="--stream of a file still being written: wait for new frames")
+  p.add_argument("--idle-timeout", type=float, default=5.0,
+                 help="--stream: seconds without a frame after which a camera, URL or "
+                      "followed file has ended (default: 5)")
+  p.add_argument("--buffer", type=int, default=64,
+                 help="--stream: ring-buffer size in frames; when scoring falls behind the "
+                      "oldest are dropped, each reported (default: 64)")
   p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"),
                  help="crop this region before resizing")
   p.add_argument("--smoothing", type=int, help="moving-average window (default: the run's)")
@@ -410,6 +632,21 @@ def build_parser() -> argparse.ArgumentParser:
                  help="score inside the background masks of a masking model's run (paper 000: "
                       "an r3d_partition run)")
   p.set_defaults(func=cmd_score)
+
+  p = sub.add_parser("export", help="export a trained detector's scorer (jax.export)",
+                     description="Write the run's scoring function as serialized StableHLO "
+                                 "(jax.export, batch dimension symbolic, weights inside) with its "
+                                 "input contract in the file's metadata. Load it with "
+                                 "jaxvad.load_scorer(path), or with the single file "
+                                 "jaxvad/exported.py where only jax and numpy are installed.")
+  p.add_argument("--workdir", required=True, help="a run folder written by `jaxvad train`")
+  p.add_argument("--out", required=True, help="the scorer file to write (e.g. scorer.bin)")
+  p.add_argument("--platforms", default="cpu",
+                 help="comma-separated platforms the scorer runs on: cpu, cuda, rocm, tpu "
+                      "(default: cpu; no device of that kind is needed to export)")
+  p.add_argument("--no-calibration", action="store_true",
+                 help="skip the live threshold calibrated on the run's validation clips")
+  p.set_defaults(func=cmd_export)
 
   p = sub.add_parser("eval", help="evaluate a trained run on a labelled split",
                      description="Score every clip of a labelled split under a named protocol "

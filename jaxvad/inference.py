@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxvad import sharding
+from jaxvad import exported, sharding
 from jaxvad.data import pipeline
 
 __all__ = ["WindowRunner"]
@@ -78,15 +78,7 @@ class WindowRunner:
     starts, owner = pipeline.eval_windows(len(frames), window=self.window,
                                           last_only=self.last_only)
     out = self.run_windows(state, frames, starts, keys, inputs)
-    missing = owner[:, 0] < 0
-    result = {}
-    for k, v in out.items():
-      v = v[owner[:, 0], owner[:, 1]]
-      if missing.any():
-        v = v.astype(np.promote_types(v.dtype, np.float32))
-        v[missing] = np.nan
-      result[k] = v
-    return result
+    return {k: exported.frame_values(v, owner) for k, v in out.items()}
 
   def frame_outputs(self, state, frames: np.ndarray, frame_idx: Sequence[int],
                     keys: Sequence[str], inputs: Mapping[str, np.ndarray] | None = None

@@ -35,7 +35,8 @@ from jaxvad import fsio, methods
 from jaxvad.data import datasets, pipeline
 from jaxvad.errors import ConfigError, DataError, JaxvadError, OutputError, TrainingError
 from jaxvad.fsio import write_json_atomic
-from jaxvad.sharding import jit_train_step, make_mesh, replicated, shard_batch
+from jaxvad.sharding import (jit_train_step, local_batch_block, make_mesh, replicated,
+                             shard_batch)
 
 CONFIG_FILE = fsio.RUN_CONFIG
 RUN_FILE = fsio.RUN_INFO          # what scoring needs that the config leaves open (frame shape)
@@ -115,6 +116,34 @@ def _os_error_in(e: BaseException) -> OSError | None:
   return None
 
 
+def _runtime_error_in(e: BaseException) -> BaseException | None:
+  """The jax runtime error behind an exception (orbax wraps them), following causes and
+  contexts."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, jax.errors.JaxRuntimeError):
+      return e
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _lost_peer_error(e: BaseException, doing: str, directory: pathlib.Path,
+                  last: int | None) -> TrainingError | None:
+  """In a multi-process run, a jax runtime error in a collective (a step's gradient sum,
+  orbax's checkpoint sync) mostly means another process died: that error, as one line.
+  None in a one-process run or for other errors."""
+  cause = _runtime_error_in(e) if jax.process_count() > 1 else None
+  if cause is None:
+    return None
+  kept = (f"the last good checkpoint (step {last}) is kept in {directory}" if last is not None
+          else "no checkpoint was written yet")
+  return TrainingError(
+      f"process {jax.process_index()} of {jax.process_count()} failed {doing}: "
+      f"{_first_line(cause)}; if another process died or was killed, that is the cause; "
+      f"{kept}; restart every process with --resume")
+
+
 # TensorStore reports a full disk / read-only disk as a ValueError with a status code.
 _TS_STATUS = {"RESOURCE_EXHAUSTED": "the disk is full", "PERMISSION_DENIED": "permission denied"}
 _TS_FILE = re.compile(r'local file "([^"]+)"')
@@ -132,6 +161,9 @@ def _checkpoint_errors(directory: pathlib.Path, *, action: str,
       raise
     except Exception as e:  # pylint: disable=broad-except  (orbax raises many kinds)
       fsio.remove_temporaries(directory, ["*.orbax-checkpoint-tmp*"])
+      lost = _lost_peer_error(e, "in a checkpoint operation", directory, last_good())
+      if lost is not None:
+        raise lost from e
       os_error = _os_error_in(e)
       status = next((why for code, why in _TS_STATUS.items() if code in str(e)), None)
       if os_error is not None:
@@ -327,8 +359,16 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
     hooks: `hook(step, metrics)` called after every step (metrics are device arrays).
     devices: devices of the mesh; default all.
 
+  In a multi-process run (after `jaxvad.sharding.initialize_distributed`) every process calls
+  this with the same arguments and the same `workdir` (a shared folder): each reads its own
+  block of every batch, all write the checkpoints together, and process 0 alone writes
+  config.json, run.json and the log and shows the progress bar.
+
   Returns:
     The final `TrainState` (replicated over the mesh).
+
+  Raises:
+    TrainingError: also when another process of a multi-process run died (one line).
   """
   workdir = pathlib.Path(workdir)
   method = methods.get(config.method)
@@ -350,7 +390,10 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   config_json = _jsonable(config)
   _check_resume(workdir, config_json, cfg.steps, resume=resume, latest=latest_step(workdir))
 
-  # ---- Input pipeline: batch k is a pure function of (seed, k).
+  # ---- Input pipeline: batch k is a pure function of (seed, k); this process reads the block
+  # of it that its devices hold.
+  block, blocks = local_batch_block(mesh, cfg.batch_size)
+  main_process = jax.process_index() == 0
   dropped, inputs = {}, {}
   if clips is None:
     loaded = datasets.load_split(config.data, "train")
@@ -369,7 +412,8 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
                                    global_batch_size=cfg.batch_size, seed=cfg.seed,
                                    per_frame={**inputs, **targets} or None,
                                    transform=(functools.partial(method.host_transform, config)
-                                              if method.host_transform else None))
+                                              if method.host_transform else None),
+                                   process_index=block, process_count=blocks)
 
   # ---- Create the state (or restore it).
   fsio.ensure_dir(workdir, what="run folder (--workdir)")
@@ -393,7 +437,8 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
     except JaxvadError:
       manager.close()
       raise
-  if latest is None or latest < cfg.steps:  # a finished run resumed as is: nothing is rewritten
+  # A finished run resumed as is: nothing is rewritten; other processes leave it to process 0.
+  if main_process and (latest is None or latest < cfg.steps):
     write_json_atomic(config_path, config_json)
     # What scoring new footage needs beyond the config, so the run works without its data.
     run_info = {"frame_shape": list(example["frames"].shape[2:]),
@@ -425,6 +470,7 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
   # back for the whole loop (the failure itself is raised by the next save or the final wait).
   quiet = contextlib.ExitStack()
   quiet.enter_context(_quiet_orbax())
+  step = start
   try:
     for step in range(start + 1, cfg.steps + 1):
       phase, step_fn = phase_step(step)
@@ -440,13 +486,17 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
               f"non-finite training metrics at step {step}: {host}. The last good checkpoint "
               f"(step {last}) is kept in {workdir / CHECKPOINT_DIR}; lower train.learning_rate "
               f"or try train.compute_dtype=float32, then rerun with --resume.")
-        fsio.append_text(log_path, json.dumps({"step": step, "phase": phase.name, **host}) + "\n")
+        if main_process:
+          fsio.append_text(log_path,
+                           json.dumps({"step": step, "phase": phase.name, **host}) + "\n")
         bar.set_postfix({"phase": phase.name, **{k: f"{v:.4g}" for k, v in host.items()}}
                         if len(bounds) > 1 else {k: f"{v:.4g}" for k, v in host.items()})
         if step == cfg.steps and method.fit is not None:
           # Fitted after the last gradient step and saved with it, so a resumed run that
           # reaches this step fits the same statistics from the same parameters.
-          state = method.fit(config, state, clips)
+          # Back onto the mesh: fitted statistics come back as host or single-device
+          # arrays, which a multi-process checkpoint cannot save.
+          state = jax.device_put(method.fit(config, state, clips), replicated(mesh))
         # Checkpoints at phase ends too, so a resume never straddles a phase boundary.
         if step % cfg.checkpoint_every == 0 or phase_end:
           # The metrics describe the state before this update: check the updated one too.
@@ -459,13 +509,17 @@ def train(config: config_lib.Config, workdir: str | os.PathLike, *, resume: bool
           with _checkpoint_errors(ckpt_dir, action="save a checkpoint in", last_good=last_good):
             manager.save(step, args=ocp.args.StandardSave(state))
       bar.update(1)
-  except BaseException:
+  except BaseException as e:
     # An interrupted run still leaves its last checkpoint whole; the error that stopped the
     # run is the one to report, not a second one from a pending save.
     with contextlib.suppress(Exception):
       with _checkpoint_errors(ckpt_dir, action="save a checkpoint in", last_good=last_good):
         manager.wait_until_finished()
     _close(manager, ckpt_dir)
+    lost = (None if isinstance(e, JaxvadError)
+            else _lost_peer_error(e, f"in step {step}", ckpt_dir, last_good()))
+    if lost is not None:   # e.g. gloo's "Connection closed by peer" in the gradient sum
+      raise lost from e
     raise
   else:
     try:

@@ -14,7 +14,7 @@ from jaxvad import train
 from jaxvad.data import datasets
 from jaxvad.data import video
 
-COMMANDS = ("synth", "train", "score", "eval", "demo", "reproduce")
+COMMANDS = ("synth", "train", "score", "export", "eval", "demo", "reproduce")
 
 # A demo small enough for a test: 16×16 frames of the tiny benchmark, 4 steps.
 # The ConvLSTM autoencoder at 16x16: the fastest run that exercises the CLI end to end. The

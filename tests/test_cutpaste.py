@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from jaxvad import config as config_lib
-from jaxvad import density, methods
-from jaxvad.data import pipeline, synth
+from jaxvad import density, methods, train
+from jaxvad.data import datasets, pipeline, synth
 from jaxvad.errors import ConfigError
 from jaxvad.evaluation import evaluate
 from jaxvad.methods import cutpaste
@@ -236,6 +236,18 @@ def test_mvtec_category_trains_and_reports_localisation(tmp_path, capsys):
   assert "Localisation" in (tmp_path / "report" / "report.html").read_text()
   assert not (tmp_path / "report" / "plots").exists() or not any(
       (tmp_path / "report" / "plots").iterdir())   # still images: no score curves
+
+  # The maps come from the scoring pass (no second Grad-CAM pass): the same as on their own.
+  config, state = train.load_trained(tmp_path / "run")
+  clips = datasets.load_split(config.data, "test")
+  scorer = evaluate.Scorer(config, state)
+  scorer.keep_maps = True
+  for clip in clips:
+    scorer.score(clip.frames, clip)
+  assert set(scorer.maps) == {c.name for c in clips}
+  for clip in clips:
+    np.testing.assert_allclose(scorer.maps[clip.name], evaluate.pixel_maps(scorer, clip),
+                               atol=1e-6)
 
 
 def test_score_crops_new_footage_to_the_runs_roi(tmp_path, capsys):

@@ -7,13 +7,17 @@ A new method gets a tiny config in `TINY` below; the first test fails until it h
 import json
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from jaxvad import methods, train
+from jaxvad import config as config_lib
+from jaxvad import exported, methods, train
 from jaxvad.data import datasets, synth, video
+from jaxvad.evaluation import evaluate
 from tests.test_cli import run_cli
 
 HERE = pathlib.Path(__file__).parent
@@ -42,6 +46,22 @@ TINY = {
 }
 
 
+def tiny_state(name, *, seed=0):
+  """(config, freshly initialised state, (H, W, C)) of a method's tiny config, in process (no
+  pretrained weights)."""
+  config_name, overrides = TINY[name]
+  config = config_lib.load_config(config_name, [o for o in overrides if "{pth}" not in o])
+  h, w = config.data.size
+  method = methods.get(name)
+  example = {"frames": np.zeros((8, config.data.window, h, w, 1 if config.data.grayscale else 3),
+                                np.uint8)}
+  if method.example_targets is not None:
+    example.update(method.example_targets(config, (8, config.data.window),
+                                          np.random.default_rng(0)))
+  state = method.create_state(config, jax.random.key(seed), example, load_pretrained=False)
+  return config, state, example["frames"].shape[2:]
+
+
 def test_every_registered_method_has_a_tiny_config():
   assert set(TINY) == set(methods.names())
 
@@ -64,6 +84,26 @@ def _train(tmp_path, capsys, name, workdir, steps, *, resume=False):
   code, out, err = run_cli(argv + (["--resume"] if resume else []), capsys)
   assert code == 0, err
   return out
+
+
+STANDALONE = HERE.parent / "bench" / "standalone_scorer.py"   # jax + numpy only
+
+
+def _standalone_scores(tmp_path, scorer_file, config):
+  """The exported scorer's raw scores and terms of clip.avi (read as `jaxvad score` reads it),
+  from a subprocess without flax or jaxvad; and the frames."""
+  h, w, c = train.run_frame_shape(tmp_path / "run", config)
+  frames = video.read_frames(tmp_path / "clip.avi", size=(h, w), grayscale=c == 1)
+  needed = exported.read_metadata(scorer_file)["input"]["inputs"]
+  method = methods.get(config.method)
+  inputs = method.frame_inputs(config, frames, None) if needed else {}
+  np.savez(tmp_path / "clip.npz", frames=frames, **{k: inputs[k] for k in needed})
+  alone = tmp_path / "alone"
+  alone.mkdir()
+  shutil.copy(exported.__file__, alone / "exported.py")
+  subprocess.run([sys.executable, STANDALONE, alone, scorer_file, tmp_path / "clip.npz",
+                  tmp_path / "exported.npz"], cwd=alone, check=True, timeout=300)
+  return dict(np.load(tmp_path / "exported.npz")), frames
 
 
 def _leaves(workdir):
@@ -107,10 +147,23 @@ def test_train_resume_eval_score_through_the_cli(name, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--mask-from" in err
     assert "Traceback" not in err
 
-  # ---- score a video file with the run alone: benchmark and pretrained weights deleted.
+  # ---- export, and a live replay of a video file (a combined score's live statistics come
+  # from the validation clips, so before the benchmark is deleted).
   clip = datasets.load_split(config.data, "test")[0]
   frames = clip.frames if clip.frames.shape[-1] == 3 else np.repeat(clip.frames, 3, axis=-1)
   video.write_video(tmp_path / "clip.avi", frames)
+  code, out, err = run_cli(["export", "--workdir", tmp_path / "run", "--out",
+                            tmp_path / "scorer.bin", "--no-calibration"], capsys)
+  assert (code == 0) == method.is_detector, err
+  combined = method.is_detector and method.score(config).combined
+  code, out, err = run_cli(["score", "--workdir", tmp_path / "run", "--stream",
+                            tmp_path / "clip.avi", "--out", tmp_path / "live.jsonl",
+                            *([] if combined else ["--threshold", "0"])], capsys)
+  assert (code == 0) == method.is_detector, err
+  if not method.is_detector:
+    assert "--mask-from" in err and "Traceback" not in err
+
+  # ---- score a video file with the run alone: benchmark and pretrained weights deleted.
   shutil.rmtree(tmp_path / "data")
   (tmp_path / "weights.pth").unlink(missing_ok=True)
   code, out, err = run_cli(["score", "--workdir", tmp_path / "run", tmp_path / "clip.avi",
@@ -123,5 +176,29 @@ def test_train_resume_eval_score_through_the_cli(name, tmp_path, capsys):
     unscored = method.score(config).unscored_first(config.data.window)
     assert all(s == "nan" for s in scored[:unscored])
     assert all(np.isfinite(float(s)) for s in scored[unscored:])
+    raw = np.array([float(r.split(",")[1]) for r in rows[1:]])
+
+    # The exported scorer, with jax and numpy only: `jaxvad score`'s raw scores (its CSV
+    # rounds them to 1e-4). A combined score z-scores its terms per clip, which multiplies
+    # float noise by 1 / std (a term nearly constant after 2 steps): there the terms are
+    # compared, with the run's own scorer on the same frames.
+    outputs, read = _standalone_scores(tmp_path, tmp_path / "scorer.bin", config)
+    if combined:
+      own = evaluate.Scorer(*train.load_trained(tmp_path / "run")).terms(read)
+      for name, values in own.items():
+        np.testing.assert_allclose(outputs[name], values, rtol=1e-4, atol=1e-5, err_msg=name)
+    else:
+      np.testing.assert_allclose(outputs["raw"], raw, atol=1e-4, rtol=0)
+
+    # Live: every frame once, in order; the same raw scores where the terms are not
+    # standardised live (a combined score uses the validation clips' statistics).
+    records = [json.loads(line) for line in (tmp_path / "live.jsonl").open()]
+    assert [r["index"] for r in records] == list(range(len(frames)))
+    live_raw = np.array([np.nan if r["raw"] is None else r["raw"] for r in records])
+    if combined:
+      assert np.isfinite(live_raw[unscored:]).all()
+    else:
+      np.testing.assert_allclose(live_raw, raw, atol=1e-4, rtol=0)
+      assert all(r["alarm"] in (True, False) for r in records[unscored:])
   else:
     assert code == 2 and "--mask-from" in err and "Traceback" not in err

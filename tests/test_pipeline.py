@@ -172,8 +172,9 @@ def test_process_shards_partition_the_global_batch(process_count):
     full = global_ds[k]["frames"]
     parts = [s[k]["frames"] for s in shards]
     assert all(len(p) == 8 // process_count for p in parts)
-    for p, part in enumerate(parts):  # process p holds global elements p, p + P, ...
-      np.testing.assert_array_equal(part, full[p::process_count])
+    b = 8 // process_count
+    for p, part in enumerate(parts):  # process p holds the block [p * b, (p + 1) * b)
+      np.testing.assert_array_equal(part, full[p * b:(p + 1) * b])
     ids = collections.Counter(w for part in parts for w in window_ids(part))
     assert ids == collections.Counter(window_ids(full))
 

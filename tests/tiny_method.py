@@ -15,6 +15,7 @@ Registered for the tests only (`tests/conftest.py`), it has what the coming meth
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -40,13 +41,15 @@ class ModelConfig:
 
 
 class Conv(nn.Module):
+  """Two 3x3 convs in `dtype` (`train.compute_dtype`); parameters and the output float32."""
   features: int
   out: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(nn.Conv(self.features, (3, 3))(x))
-    return nn.Conv(self.out, (3, 3))(x), {}
+    x = nn.relu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
+    return nn.Conv(self.out, (3, 3), dtype=self.dtype)(x).astype(jnp.float32), {}
 
 
 class State(flax.struct.PyTreeNode):
@@ -70,7 +73,7 @@ def create_state(config, rng, example_batch, *, load_pretrained: bool = True):
   keys = jax.random.split(rng, 4)
   nets = {}
   for key, (name, out) in zip(keys, (("generator", c), ("critic", 1), ("refiner", c))):
-    model = Conv(config.model.features, out)
+    model = Conv(config.model.features, out, dtype=jnp.dtype(config.train.compute_dtype))
     nets[name] = TrainState.create(apply_fn=model.apply, params=init_variables(model, key, x)["params"],
                                    tx=optax.adam(config.train.learning_rate), rng=key)
   return State(step=jnp.zeros((), jnp.int32), rng=keys[3], error_stats=jnp.zeros(2), **nets)

@@ -22,6 +22,7 @@ import grain
 import jax
 import numpy as np
 
+from jaxvad import exported
 from jaxvad.errors import ConfigError, DataError
 
 __all__ = [
@@ -174,9 +175,10 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
 
   The windows form an endless stream, each epoch a fresh permutation of all windows
   (sequential order if `shuffle=False`); global batch k is stream elements
-  `[k * B, (k + 1) * B)`. Process p gets elements `p, p + P, p + 2P, ...` of it, so the
-  processes' batches are disjoint and together are the global batch (global element
-  `j * P + p` is element j of process p's batch).
+  `[k * B, (k + 1) * B)`. Process p of P gets the contiguous block `[p * b, (p + 1) * b)` of
+  every global batch (b = B // P), so the processes' batches are disjoint and, concatenated in
+  process order, are the global batch: the rows its devices hold in a process-major mesh
+  (`jaxvad.sharding.local_batch_block`), so a step sees the batch a single process would.
 
   Args:
     clips: uint8 arrays `[T_i, H, W, C]` that share H, W and C.
@@ -218,9 +220,10 @@ def train_dataset(clips: Sequence[np.ndarray], *, window: int, stride: int,
   ds = ds.repeat(None)
   if transform is not None:   # before the process split: element j's draw is global
     ds = ds.random_map(transform, seed=_shuffle_seed(int(seed) ^ _TRANSFORM_SALT))
-  if process_count > 1:
-    ds = ds[process_index::process_count]
-  return ds.batch(global_batch_size // process_count, drop_remainder=True)
+  # Blocks of b consecutive stream elements; global batch k is blocks kP .. kP + P - 1, and
+  # process p reads only its own block of each (never the others' windows).
+  ds = ds.batch(global_batch_size // process_count, drop_remainder=True)
+  return ds[process_index::process_count] if process_count > 1 else ds
 
 
 def prefetch(ds: grain.MapDataset, *, start_step: int = 0, num_threads: int = 2,
@@ -244,12 +247,9 @@ def prefetch(ds: grain.MapDataset, *, start_step: int = 0, num_threads: int = 2,
 
 def eval_windows(num_frames: int, *, window: int,
                  last_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-  """Tiles a clip with windows so that each frame is predicted by exactly one of them.
-
-  Non-overlapping windows start at 0, window, 2 * window, ...; if frames remain, one more
-  window ends at the last frame and owns just those frames (it overlaps the one before).
-  For a model that predicts only each window's last frame (`last_only`, e.g. a 4 + 1 frame
-  predictor), windows slide with stride 1 and frame t is owned by the window ending at it.
+  """Tiles a clip with windows so that each frame is predicted by exactly one of them:
+  `jaxvad.exported.window_tiling` (the one definition, which exported scorers use too), with
+  a jaxvad error for a short clip.
 
   Args:
     num_frames: frames in the clip (>= window).
@@ -257,10 +257,7 @@ def eval_windows(num_frames: int, *, window: int,
     last_only: the model's output per window is its last frame only (`[B, 1, ...]`).
 
   Returns:
-    `(starts, owner)`: int64 `[M]` window starts, and int64 `[num_frames, 2]` rows
-    `(window_idx, offset)` so that frame t is `starts[window_idx] + offset` (`last_only`:
-    offset is the index in the window's output, 0; frames before `window - 1` have no
-    window and get the row (-1, -1)).
+    `(starts, owner)` as `window_tiling` returns them.
 
   Raises:
     DataError: the clip is shorter than the window.
@@ -269,18 +266,4 @@ def eval_windows(num_frames: int, *, window: int,
   if num_frames < window:
     raise DataError(f"the clip has {num_frames} frames but windows are {window} frames long; "
                     f"it needs at least {window} frames (or a smaller data.window)")
-  t = np.arange(num_frames, dtype=np.int64)
-  if last_only:
-    starts = np.arange(num_frames - window + 1, dtype=np.int64)
-    owner = np.stack([t - (window - 1), np.zeros_like(t)], axis=1)
-    owner[:window - 1] = -1
-    return starts, owner
-  full = num_frames // window
-  starts = np.arange(full, dtype=np.int64) * window
-  owner = np.stack([t // window, t % window], axis=1)
-  if num_frames % window:
-    last = num_frames - window
-    starts = np.append(starts, last)
-    tail = t >= full * window
-    owner[tail] = np.stack([np.full(tail.sum(), full), t[tail] - last], axis=1)
-  return starts, owner
+  return exported.window_tiling(num_frames, window=window, last_only=last_only)

@@ -1281,7 +1281,7 @@ def load_clip(entry: VideoEntry, *, size: tuple[int, int] | None = None,
 def _read_image(path: pathlib.Path, *, size, grayscale: bool) -> np.ndarray:
   """One image file as a one-frame clip, uint8 [1, H, W, C], converted like any frame."""
   # pylint: disable-next=protected-access
-  prep = video._FramePrep(size=size, roi=None, grayscale=grayscale, source=path)
+  prep = video.FramePrep(size=size, roi=None, grayscale=grayscale, source=path)
   return prep(video.decode_image(path), path)[None]
 
 

@@ -29,7 +29,8 @@ import numpy as np
 from jaxvad.errors import DataError
 
 __all__ = [
-    "VIDEO_SUFFIXES", "FRAME_SUFFIXES", "list_frame_files", "read_frames", "check_readable",
+    "VIDEO_SUFFIXES", "FRAME_SUFFIXES", "FramePrep", "list_frame_files", "read_frames",
+    "check_readable",
     "write_video", "write_frames", "check_labels",
 ]
 
@@ -113,10 +114,17 @@ def _to_uint8(image: np.ndarray, source) -> np.ndarray:
                   f"supported, convert it to 8-bit PNG")
 
 
-class _FramePrep:
+class FramePrep:
   """Turns raw OpenCV frames (BGR/BGRA/gray, 8/16-bit) into uint8 RGB or gray, cropped and resized.
 
-  Also checks that every frame of one source has the size of the first.
+  Also checks that every frame of one source has the size of the first. `read_frames` reads
+  with it; live scoring (`jaxvad.live`) prepares each camera frame with it, the same way.
+
+  Args:
+    size: `(H, W)` to resize to (INTER_AREA when shrinking, INTER_LINEAR otherwise), or None.
+    roi: `(x, y, w, h)` crop of the stored frame, before resizing, or None.
+    grayscale: one channel instead of RGB.
+    source: the file, folder or stream the frames come from (for error messages).
   """
 
   def __init__(self, *, size, roi, grayscale: bool, source):
@@ -186,7 +194,7 @@ def decode_image(path: pathlib.Path, *,
   return image
 
 
-def _read_folder(folder: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
+def _read_folder(folder: pathlib.Path, prep: FramePrep) -> list[np.ndarray]:
   return [prep(decode_image(f), f) for f in list_frame_files(folder)]
 
 
@@ -215,7 +223,7 @@ def open_video(path: pathlib.Path) -> Iterator[cv2.VideoCapture]:
     cap.release()
 
 
-def _read_video(path: pathlib.Path, prep: _FramePrep) -> list[np.ndarray]:
+def _read_video(path: pathlib.Path, prep: FramePrep) -> list[np.ndarray]:
   with open_video(path) as cap:
     expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header; <= 0 if unknown
     frames = []
@@ -259,7 +267,7 @@ def read_frames(path: PathLike, *, size: tuple[int, int] | None = None,
       the frame. Messages name the file.
   """
   path = pathlib.Path(path)
-  prep = _FramePrep(size=size, roi=roi, grayscale=grayscale, source=path)
+  prep = FramePrep(size=size, roi=roi, grayscale=grayscale, source=path)
   if _source_kind(path) == "folder":
     frames = _read_folder(path, prep)
   else:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvad import config as config_lib
-from jaxvad import inference, methods, scoring
+from jaxvad import exported, inference, methods, scoring
 from jaxvad.errors import ConfigError
 from jaxvad.evaluation import metrics
 from jaxvad.evaluation import protocol as protocol_lib
@@ -121,24 +121,17 @@ def protocol_for(config, spec: ScoreSpec | None = None) -> protocol_lib.Protocol
   return dataclasses.replace(proto, drop_first=max(proto.drop_first, unscored))
 
 
-def combine_terms(spec: ScoreSpec, terms: dict[str, np.ndarray]) -> np.ndarray:
+def combine_terms(spec: ScoreSpec, terms: dict[str, np.ndarray], *,
+                  stats: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
   """One clip's raw score from its per-term scores (`ScoreSpec`): the single term as it is, or
-  each term oriented, z-scored over the clip's scored frames and summed with its weight.
+  each term oriented, z-scored over the clip's scored frames (or by fixed `stats`: {term:
+  (mean, std)}, live scoring) and summed with its weight (`jaxvad.exported.combine_terms`, the
+  one definition exported scorers share).
 
   Returns:
     float64 `[T]`, NaN where any term is NaN (unscored frames).
   """
-  if not spec.combined:
-    return np.asarray(terms[spec.terms[0].name], np.float64)
-  total = 0.0
-  for term in spec.terms:
-    x = np.asarray(terms[term.name], np.float64)
-    x = x if term.higher_is_anomalous else -x
-    finite = np.isfinite(x)
-    mean = x[finite].mean() if finite.any() else 0.0
-    std = x[finite].std() if finite.any() else 0.0
-    total = total + term.weight * (x - mean) / (std if std > 0 else 1.0)
-  return total
+  return exported.combine_terms([dataclasses.asdict(t) for t in spec.terms], terms, stats=stats)
 
 
 # The weights each term of a combined score is searched over (0 drops the term).
@@ -282,6 +275,7 @@ class Scorer:
     step = self.method.score_step
     if self.spec.reduction is not None:
       step = patch_score_step(step, self.spec)
+    self.step = step   # pure (state, window batch) -> outputs, as the runner jits it
     self.runner = inference.WindowRunner(
         step, window=config.data.window, batch_size=config.score.batch_size,
         last_only=self.spec.last_only)
@@ -295,8 +289,10 @@ class Scorer:
         raise ConfigError(f"method {config.method!r} cannot score inside a mask (its ScoreSpec "
                           "has no image_metric)")
     self.empty_mask_frames = 0
+    self.keep_maps = False   # `terms` also keeps the anomaly maps of clips with pixel masks
+    self.maps: dict[str, np.ndarray] = {}
 
-  def _resolve(self, frame_size) -> PatchReduction | None:
+  def resolve(self, frame_size) -> PatchReduction | None:
     """The patch reduction with sizes for `frame_size` (H, W), recorded in `spec`; None for
     whole-frame scores.
 
@@ -355,7 +351,7 @@ class Scorer:
         need more than the frames (class maps); None for bare footage.
     """
     spec = self.spec
-    self._resolve(frames.shape[1:3])
+    self.resolve(frames.shape[1:3])
     if self.masker is None:
       return combine_terms(self.spec, self.terms(frames, clip))
     inputs = self.frame_inputs(frames, clip)
@@ -364,16 +360,23 @@ class Scorer:
 
   def terms(self, frames: np.ndarray, clip=None) -> dict[str, np.ndarray]:
     """{term: float `[T]`} of the score's terms (NaN on unscored frames), before they are
-    combined; no mask. `clip` as in `score`."""
-    self._resolve(frames.shape[1:3])
-    return self.runner.clip_outputs(self.state, frames, [t.name for t in self.spec.terms],
-                                    self.frame_inputs(frames, clip))
+    combined; no mask. `clip` as in `score`. With `keep_maps` set and a clip with pixel
+    masks, the same pass keeps its anomaly maps in `maps[clip.name]` (`pixel_maps`)."""
+    self.resolve(frames.shape[1:3])
+    keys = [t.name for t in self.spec.terms]
+    key = self.spec.pixel_map
+    keep = self.keep_maps and key and getattr(clip, "pixel_masks", None) is not None
+    out = self.runner.clip_outputs(self.state, frames, keys + ([key] if keep else []),
+                                   self.frame_inputs(frames, clip))
+    if keep:
+      self.maps[clip.name] = np.asarray(out.pop(key), np.float32)
+    return out
 
   def masked(self, image: np.ndarray, frames: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The raw score recomputed from the model's images `[T, H, W, C]` inside `mask`
     (`[T, H, W]`, None = whole frame): the spec's `image_metric` or its patch reduction,
     jitted over fixed chunks of frames; frames no window predicted stay NaN."""
-    reduction = self._resolve(frames.shape[1:3])
+    reduction = self.resolve(frames.shape[1:3])
     scored = np.isfinite(image.reshape(len(image), -1)).all(axis=1)
     raw = np.full(len(frames), np.nan)
     target = frames[scored].astype(np.float32) / 255.0
@@ -409,7 +412,7 @@ class Scorer:
       [[y, x], ...] top-left pixels of the patches the reduction used, worst first, "values":
       their values}.
     """
-    reduction = self._resolve(frames.shape[1:3])
+    reduction = self.resolve(frames.shape[1:3])
     if reduction is None:
       return None
     mask = self.clip_mask(frames)
@@ -553,6 +556,7 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
   """
   wrap = progress or (lambda xs, desc: xs)
   scorer = Scorer(config, state, masker=masker)
+  scorer.keep_maps = True   # the localisation metrics' maps come from the scoring pass
   weights = _term_weights(config, scorer, val_clips, wrap)
   val = [] if config.score.threshold == "none" else [
       scored_clip(scorer, c) for c in wrap(val_clips, "score val")]
@@ -568,8 +572,11 @@ def evaluate_clips(config, state, clips: Sequence, *, val_clips: Sequence = (), 
                                          count=config.score.worst_frames)
   masked = [c for c in clips if getattr(c, "pixel_masks", None) is not None]
   if scorer.spec.pixel_map and masked:
+    # From the scoring pass; a score inside a masker's masks did not run the maps' step.
+    maps = [scorer.maps.pop(c.name, None) for c in masked]
+    maps = [pixel_maps(scorer, c) if m is None else m for c, m in zip(masked, maps)]
     result["localization"] = localization_metrics(
-        [c.pixel_masks for c in masked], [pixel_maps(scorer, c) for c in wrap(masked, "maps")],
+        [c.pixel_masks for c in masked], maps,
         [clip_anomaly_type(c) for c in masked], bootstrap=config.score.bootstrap)
   return result
 

@@ -115,7 +115,9 @@ class ConvLSTMAutoencoder(nn.Module):
 
     # Independent chains of ops for XLA:CPU to run side by side (see `batch_chunks` above);
     # the windows never interact, so the outputs are those of one pass over the whole batch.
-    chunks = max(1, min(self.batch_chunks, frames.shape[0]))
+    # One chunk for a symbolic batch (`jaxvad export`): its size is not known to split.
+    batch = frames.shape[0]
+    chunks = max(1, min(self.batch_chunks, batch)) if isinstance(batch, int) else 1
     parts = [autoencode(x) for x in jnp.array_split(frames, chunks)]
     recon, codes, memory = (jnp.concatenate(p) if chunks > 1 else p[0] for p in zip(*parts))
     # big_vision-style aux dict: intermediate activations for explainers and probes.
