@@ -321,7 +321,6 @@ def _score_stream(args) -> None:
   _check_run_folder(args.workdir)
   from jaxvad import live, train
   from jaxvad.data import video
-  from jaxvad.data.clips import Clip, crop_clip
   from jaxvad.evaluation import evaluate
   config = train.load_run_config(args.workdir)
   evaluate.detector_spec(config, run=args.workdir)

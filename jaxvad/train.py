@@ -243,7 +243,7 @@ def _read_run_json(workdir: pathlib.Path, name: str) -> dict:
     raise ConfigError(f"{workdir} is not a training run folder: {name} is missing (train one "
                       f"with `jaxvad train --workdir {workdir}`)")
   data = fsio.read_json(path, what=f"the run's {name}",
-                        fix=f"restore it from a backup or retrain into a new --workdir")
+                        fix="restore it from a backup or retrain into a new --workdir")
   if not isinstance(data, dict):
     raise ConfigError(f"{path} holds a JSON {type(data).__name__}, not the object jaxvad wrote: "
                       f"it is corrupt; restore it from a backup or retrain into a new --workdir")
@@ -678,4 +678,4 @@ def run_frame_shape(workdir: str | os.PathLike, config: config_lib.Config) -> tu
 __all__ = ["CONFIG_FILE", "RUN_FILE", "checkpoint_manager", "restore_state", "train",
            "load_trained", "load_run_config", "frame_shape", "run_frame_shape", "run_read_size",
            "data_root",
-           "normal_training_frames", "normal_runs", "latest_step", "run_files"]
+           "normal_training_frames", "normal_runs", "latest_step"]
