@@ -264,3 +264,24 @@ def state_dict_from_flax(variables: Mapping, *, arch: str, include_fc: bool = Tr
     else:
       out[key] = torch.from_numpy(np.ascontiguousarray(value))
   return out
+
+
+def load_resnet18_from_flax(module: torch.nn.Module, variables: Mapping, *,
+                            flax_path: tuple[str, ...], name: str) -> None:
+  """Loads a Flax ResNet-18 subtree (no fc head) into a torchvision-layout resnet18 module.
+
+  Args:
+    module: the torch module (a torchvision-layout resnet18 without fc).
+    variables: the Flax variables holding the subtree at `flax_path`.
+    flax_path: where the ResNet sits in the Flax params (e.g. ("backbone",)).
+    name: what the module is, for the error.
+
+  Raises:
+    ValueError: the state dict does not fit the module.
+  """
+  sd = state_dict_from_flax(variables, arch="resnet18", include_fc=False, flax_path=flax_path)
+  missing, unexpected = module.load_state_dict(sd, strict=False)
+  missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+  if missing or unexpected:
+    raise ValueError(f"{name} state dict does not fit: missing {missing}, unexpected "
+                     f"{unexpected}")

@@ -326,13 +326,7 @@ def load_flax_variables(model: CutPaste, variables: Mapping, *, density: Any = N
   Returns:
     The model.
   """
-  sd = common.state_dict_from_flax(variables, arch="resnet18", include_fc=False,
-                                   flax_path=("backbone",))
-  missing, unexpected = model.backbone.load_state_dict(sd, strict=False)
-  missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-  if missing or unexpected:
-    raise ValueError(f"backbone state dict does not fit: missing {missing}, unexpected "
-                     f"{unexpected}")
+  common.load_resnet18_from_flax(model.backbone, variables, flax_path=("backbone",), name="backbone")
   common.load_named_modules(model, variables, skip=("backbone",))
   return set_density(model,
                      density if density is not None else variables.get("density"),

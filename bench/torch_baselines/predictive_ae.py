@@ -240,12 +240,6 @@ def load_flax_variables(model: PredictiveAE, variables: Mapping) -> PredictiveAE
   Returns:
     The model.
   """
-  sd = common.state_dict_from_flax(variables, arch="resnet18", include_fc=False,
-                                   flax_path=("encoder",))
-  missing, unexpected = model.encoder.load_state_dict(sd, strict=False)
-  missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-  if missing or unexpected:
-    raise ValueError(f"encoder state dict does not fit: missing {missing}, unexpected "
-                     f"{unexpected}")
+  common.load_resnet18_from_flax(model.encoder, variables, flax_path=("encoder",), name="encoder")
   common.load_named_modules(model, variables, transpose_kernel=True, skip=("encoder",))
   return model
